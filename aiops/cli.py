@@ -1,0 +1,193 @@
+"""The ``aiops`` command line.
+
+Every user-fixable problem (a bad trace, config or option) ends with one line on stderr,
+``error: WHERE: PROBLEM``, and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from simulations.errors import InputError
+
+SIMULATE_HELP = """Replay a demand trace against a simulated GPU cluster and compare policies.
+
+With no options it runs the embedded default: a seeded synthetic 7-day LLM-serving trace
+(diurnal and weekly cycles, noise, flash crowds) on one pool of 8-GPU nodes that take 6 minutes
+to provision, serving one workload whose replicas take 3 minutes to load their weights.
+
+\b
+Policies:
+  reactive    the Kubernetes HPA algorithm plus cluster-autoscaler (what most teams run)
+  predictive  Holt-Winters forecast over the lead time, never below reactive
+  oracle      perfect foresight: the cheapest way to meet the SLO at every minute
+
+\b
+Output: a table per workload and policy (SLO attainment, SLO-violating minutes, p95 latency,
+GPU-hours, cost, cost / oracle cost, scaling actions) and billed totals.
+
+\b
+Examples:
+  aiops simulate
+  aiops simulate --trace demand.csv --scale-to 256 --json out/result.json --plot out/run.png
+  aiops simulate --config cluster.yaml --policies reactive,predictive
+"""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _input_errors(fn):
+    """Turn InputError (and unwritable outputs) into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _version() -> str:
+    from simulations.report import _version as v
+
+    return v()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(version=_version(), prog_name="aiops")
+def main() -> None:
+    """Predictive GPU autoscaler and AIOps agent for Kubernetes.
+
+    Start with `aiops simulate`: it needs no cluster.
+    """
+
+
+def _policies(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    from policies import POLICIES
+
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    if not names:
+        raise InputError("--policies", "empty list; choose from " + ", ".join(POLICIES))
+    for name in names:
+        if name not in POLICIES:
+            raise InputError("--policies", f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    if len(set(names)) != len(names):
+        raise InputError("--policies", "a policy is listed twice")
+    return names
+
+
+def _output_path(option: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(option, f"cannot create directory {str(path.parent)!r}: {exc.strerror}") from None
+    if path.is_dir():
+        raise InputError(option, f"{value!r} is a directory; give a file name")
+    return str(path)
+
+
+@main.command(help=SIMULATE_HELP)
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Demand trace CSV: `timestamp,workload,value` (several workloads) or `timestamp,value`; "
+                   "a blank value is a gap. Default: the synthetic 7-day trace.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE.yaml",
+              help="Cluster, workloads, SLOs and policy settings (YAML). Missing sections keep their defaults.")
+@click.option("--policies", "policies", metavar="LIST", help="Comma-separated subset of reactive,predictive,oracle "
+              "(default: the config's `policies.enabled`, all three).")
+@click.option("--json", "json_path", metavar="OUT", help="Write every figure as JSON (schema_version 1).")
+@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw demand vs ready capacity, nodes and latency per policy.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the synthetic default trace (overrides simulation.seed). The simulation itself is deterministic.")
+@click.option("--scale-to", "scale_to", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GPUS",
+              help="Rescale the trace so that its peak needs this many GPUs at the workloads' SLO capacity.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
+@_input_errors
+def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scale_to, progress) -> None:
+    from rich.console import Console
+
+    from simulations.config import load_config
+    from simulations.replay import simulate as run
+    from simulations.report import plot, render_table, score, to_document, verdict, write_json
+    from simulations.traces import load_trace, synthetic_llm_trace
+
+    console = Console()
+    errors = Console(stderr=True)
+    names = _policies(policies)
+    json_path = _output_path("--json", json_path)
+    plot_path = _output_path("--plot", plot_path)
+    config = load_config(config_path)
+    if seed is not None:
+        config = config.model_copy(update={"simulation": config.simulation.model_copy(update={"seed": seed})})
+    if trace_path is None:
+        first = config.workloads[0].name if config.workloads else "llm-chat"
+        trace = synthetic_llm_trace(days=7, step_seconds=60, seed=config.simulation.seed, workload=first)
+    else:
+        trace = load_trace(trace_path)
+    if scale_to is not None:
+        trace = trace.scaled(scale_to / _peak_gpus(trace, config))
+
+    names = names or list(config.policies.enabled)
+    pools = ", ".join(f"{p.name} ({p.gpus_per_node} GPUs/node, {p.provisioning_seconds / 60:g} min to provision, "
+                      f"${p.price_per_gpu_hour:g}/GPU-h)" for p in config.node_pools)
+    console.print(f"Simulating {trace.n_steps * trace.step_seconds / 86400:.1f} days of {trace.source}: "
+                  f"{len(trace.workloads)} workload(s) on {pools}; policies: {', '.join(names)}", highlight=False)
+    started = time.perf_counter()
+    show = errors.is_terminal if progress is None else progress
+    sim = _run_with_progress(run, trace, config, names, show, errors)
+    scores = score(sim)
+    console.print(render_table(sim, scores))
+    for line in verdict(scores):
+        console.print(line, highlight=False)
+    if json_path:
+        write_json(to_document(sim, scores), json_path)
+        console.print(f"wrote {json_path}", highlight=False)
+    if plot_path:
+        plot(sim, plot_path)
+        console.print(f"wrote {plot_path}", highlight=False)
+    console.print(f"simulated in {time.perf_counter() - started:.1f} s", style="dim", highlight=False)
+
+
+def _peak_gpus(trace, config) -> float:
+    import numpy as np
+
+    workloads = [config.workload_for(n) for n in trace.workloads]
+    per_gpu = np.array([w.capacity_rps / w.gpus_per_replica for w in workloads])
+    gpus = np.nansum(np.asarray(trace.values) / per_gpu, axis=1)
+    peak = float(gpus.max(initial=0.0))
+    if not peak > 0:
+        raise InputError(trace.source, "--scale-to needs a trace with some non-zero demand")
+    return peak
+
+
+def _run_with_progress(run, trace, config, names, show: bool, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from simulations.replay import prepare
+
+    steps = prepare(trace, config)[0].n_steps * len(names)
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not show, transient=True) as bar:
+        task = bar.add_task("simulate", total=steps)
+        return run(trace, config, names, progress=lambda k: bar.advance(task, k))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,102 @@
+"""Reactive baseline: the Kubernetes HPA algorithm on observed load (what users run today).
+
+Per workload, with ``d`` the observed demand, ``c`` the capacity of one replica at its SLO and
+``T`` the target utilisation:
+
+* the HPA ratio is ``d / (c * T * current)``; within ``tolerance`` of 1 nothing changes;
+  otherwise the recommendation is ``ceil(d / (c * T))`` (= ``ceil(current * ratio)``);
+* scale-down is stabilised: the count never falls below the highest recommendation of the last
+  ``scale_down_stabilization_seconds`` (HPA default 300 s);
+* scale-up is limited as the HPA's default behaviour does: per 15 s, the larger of doubling and
+  adding 4 pods;
+* min and max replicas clamp last;
+* a missing demand metric holds the current count (the HPA skips a sync it has no metrics for).
+
+Nodes are left to the cluster autoscaler (``node_floor`` is 0): pending pods trigger nodes, and
+empty nodes go after the pool's idle delay. The simulator plays that part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from forecasters.series import Forecast
+from policies.types import ClusterState, DecisionBatch, DecisionLog, ReasonCode
+
+NAME = "reactive"
+HPA_SYNC_SECONDS = 15.0  # the HPA's default sync period; its scale-up limits are per this period
+
+
+@dataclass(frozen=True)
+class ReactiveConfig:
+    target_utilization: float = 0.7
+    tolerance: float = 0.1
+    scale_down_stabilization_seconds: float = 300.0
+
+
+def scale_up_limit(current: np.ndarray, step_seconds: float) -> np.ndarray:
+    """The HPA default scale-up policy (max of +100% and +4 pods per 15 s) over one step."""
+    periods = max(step_seconds / HPA_SYNC_SECONDS, 1.0)
+    doubled = np.ceil(np.maximum(current, 1) * 2.0**periods)
+    added = current + np.ceil(4 * periods)
+    return np.maximum(doubled, added).astype(np.int64)
+
+
+def decide(
+    now: float,
+    state: ClusterState,
+    forecasts: Mapping[str, Forecast] | None,
+    log: DecisionLog,
+    config: ReactiveConfig,
+) -> tuple[DecisionBatch, DecisionLog]:
+    wl = state.workloads
+    log = log.aligned(wl.names)
+    current = wl.replicas.astype(np.int64)
+    demand = wl.demand_rps
+    missing = np.isnan(demand)
+    per_replica_target = wl.capacity_rps * config.target_utilization
+    safe_demand = np.where(missing, 0.0, demand)
+
+    # The HPA's arithmetic: a proposal from the ratio, unless the ratio is within tolerance.
+    # 1e-9 keeps float noise (e.g. 12.000000001) from asking for a whole extra replica.
+    raw = np.ceil(safe_demand / per_replica_target - 1e-9).astype(np.int64)
+    ratio = safe_demand / (per_replica_target * np.maximum(current, 1))
+    within = (current > 0) & (np.abs(ratio - 1.0) <= config.tolerance)
+    recommendation = np.where(within | missing, current, raw)
+
+    # Stabilize scale-down: never go below the largest recommendation in the window.
+    window = config.scale_down_stabilization_seconds
+    stabilized_floor = log.max_since(now - window, recommendation)
+    new_log = log.appended(now, recommendation, keep_seconds=window)
+    desired = np.where(recommendation < current, np.minimum(current, stabilized_floor), recommendation)
+    stabilized = desired > recommendation
+
+    limit = scale_up_limit(current, state.step_seconds)
+    rate_limited = desired > limit
+    desired = np.minimum(desired, limit)
+
+    clamped_max = desired > wl.max_replicas
+    clamped_min = desired < wl.min_replicas
+    desired = np.clip(desired, wl.min_replicas, wl.max_replicas)
+
+    reasons = np.where(missing, int(ReasonCode.STALE_METRICS),
+                       np.where(within, int(ReasonCode.WITHIN_TOLERANCE), int(ReasonCode.REACTIVE)))
+    reasons = reasons | np.where(stabilized, int(ReasonCode.STABILIZED), 0)
+    reasons = reasons | np.where(rate_limited, int(ReasonCode.RATE_LIMITED), 0)
+    reasons = reasons | np.where(clamped_max, int(ReasonCode.CLAMPED_MAX), 0)
+    reasons = reasons | np.where(clamped_min, int(ReasonCode.CLAMPED_MIN), 0)
+
+    batch = DecisionBatch(
+        policy=NAME,
+        decided_at=now,
+        replicas=desired,
+        proposed=recommendation,
+        reasons=reasons,
+        node_floor=np.zeros(len(state.node_pools), dtype=np.int64),
+        detail={"reactive": recommendation, "stabilized": stabilized_floor, "rate_limit": limit},
+        params={"target": config.target_utilization, "tolerance": config.tolerance, "window": window},
+    )
+    return batch, new_log

@@ -1,0 +1,271 @@
+"""Values a policy reads and returns: cluster state, decisions with their reasons, the decision log.
+
+Design note (a deliberate change from ``DESIGN.md``'s per-workload records): ``ClusterState`` holds
+its workloads and node pools as *columns* (one numpy array per field), because the same
+``decide()`` must serve one workload in a live cluster and a thousand in a simulation at a million
+workload-steps per second. A policy therefore returns one :class:`DecisionBatch` for all workloads,
+whose reasons are a bitmask per workload; :meth:`DecisionBatch.decisions` turns it into the
+per-target :class:`ScalingDecision` values of the design, each with its human-readable reasons and a
+JSON round-trip, when someone needs to read, log or send them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class ReasonCode(enum.IntFlag):
+    """Why a target got the number it got. Several may apply; each is one bit."""
+
+    REACTIVE = enum.auto()  # the HPA ratio on observed load proposed the count
+    WITHIN_TOLERANCE = enum.auto()  # observed load within tolerance of the target: no change
+    STABILIZED = enum.auto()  # scale-down held back by the stabilization window
+    RATE_LIMITED = enum.auto()  # scale-up capped by the per-step limit
+    CLAMPED_MAX = enum.auto()  # capped at max replicas / max nodes
+    CLAMPED_MIN = enum.auto()  # raised to min replicas / min nodes
+    STALE_METRICS = enum.auto()  # demand metric missing: hold, never scale down
+    FORECAST_UP = enum.auto()  # the forecast over the lead time asked for more than reactive
+    REACTIVE_FLOOR = enum.auto()  # the reactive answer was at least the forecast's: it won
+    FALLBACK_FORECAST = enum.auto()  # no usable forecast: reactive alone decided
+    ORACLE = enum.auto()  # sized from exactly known future demand
+    NODES_AHEAD = enum.auto()  # node pool held or grown ahead of replicas that will need it
+
+
+# One sentence per code, formatted with the per-workload figures in DecisionBatch.detail.
+_TEMPLATES: dict[ReasonCode, str] = {
+    ReasonCode.REACTIVE: "observed {demand:.1f} rps against {capacity:.1f} rps/replica at {target:.0%} target asks for {reactive:.0f}",
+    ReasonCode.WITHIN_TOLERANCE: "observed load is within {tolerance:.0%} of the target, so the count stays at {current:.0f}",
+    ReasonCode.STABILIZED: "scale-down stabilised: the highest recommendation in the last {window:.0f} s is {stabilized:.0f}",
+    ReasonCode.RATE_LIMITED: "scale-up limited to {rate_limit:.0f} this step",
+    ReasonCode.CLAMPED_MAX: "capped at max replicas {max:.0f}",
+    ReasonCode.CLAMPED_MIN: "raised to min replicas {min:.0f}",
+    ReasonCode.STALE_METRICS: "the demand metric is missing, so the count holds at {current:.0f} (never scale down on missing data)",
+    ReasonCode.FORECAST_UP: "forecast q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {reactive:.0f})",
+    ReasonCode.REACTIVE_FLOOR: "reactive's {reactive:.0f} is at least the forecast's {forecast:.0f}, so the reactive floor won",
+    ReasonCode.FALLBACK_FORECAST: "no usable forecast ({fallback}), so reactive alone decided",
+    ReasonCode.ORACLE: "known demand peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs exactly {forecast:.0f}",
+    ReasonCode.NODES_AHEAD: "nodes requested ahead for the forecast over the next {lead:.0f} s",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason behind a decision: a stable code, a sentence, and the count before and after it."""
+
+    code: str
+    message: str
+    before: float | None = None
+    after: float | None = None
+
+
+@dataclass(frozen=True)
+class ScalingDecision:
+    """What one policy decided for one target at one time, and why.
+
+    ``proposed`` is the policy's raw answer, ``desired`` the count after guardrails (what would be
+    applied). ``kind`` is ``"replicas"`` for a workload or ``"nodes"`` for a node pool.
+    """
+
+    target: str
+    kind: str
+    current: int
+    proposed: int
+    desired: int
+    reasons: tuple[Reason, ...]
+    decided_at: float
+    policy: str = ""
+    forecast_ref: str | None = None
+
+    @property
+    def is_change(self) -> bool:
+        return self.desired != self.current
+
+    def explain(self) -> str:
+        """One sentence for a human, e.g. in Slack."""
+        verb = "scale up" if self.desired > self.current else "scale down" if self.desired < self.current else "hold"
+        what = "replicas" if self.kind == "replicas" else "nodes"
+        head = f"{self.target}: {verb} {what} {self.current} -> {self.desired}" if self.is_change else f"{self.target}: hold {what} at {self.current}"
+        body = "; ".join(r.message for r in self.reasons)
+        return f"{head} ({self.policy}): {body}." if body else f"{head} ({self.policy})."
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ScalingDecision":
+        data = json.loads(text)
+        data["reasons"] = tuple(Reason(**r) for r in data["reasons"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class WorkloadTable:
+    """Every workload's current state and limits, one array per field (index = workload)."""
+
+    names: tuple[str, ...]
+    pool: np.ndarray  # int: index into ClusterState.node_pools
+    replicas: np.ndarray  # int: spec replicas = ready + starting + pending
+    ready: np.ndarray  # int: serving
+    starting: np.ndarray  # int: on a GPU, loading weights
+    pending: np.ndarray  # int: waiting for a GPU
+    min_replicas: np.ndarray
+    max_replicas: np.ndarray
+    gpus_per_replica: np.ndarray
+    capacity_rps: np.ndarray  # float: load one replica sustains at its SLO
+    startup_seconds: np.ndarray  # float: scheduled -> ready
+    demand_rps: np.ndarray  # float: latest observed demand; NaN = missing
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class PoolTable:
+    """Every GPU node pool's current state and limits, one array per field (index = pool)."""
+
+    names: tuple[str, ...]
+    gpus_per_node: np.ndarray
+    nodes: np.ndarray  # int: ready nodes
+    provisioning: np.ndarray  # int: requested, not ready yet
+    min_nodes: np.ndarray
+    max_nodes: np.ndarray
+    provisioning_seconds: np.ndarray
+    price_per_gpu_hour: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What a policy may know about the cluster at ``observed_at`` (epoch seconds)."""
+
+    observed_at: float
+    step_seconds: float  # the decision cadence: one decide() per step
+    workloads: WorkloadTable
+    node_pools: PoolTable
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """The memory a policy carries between calls, as a value: recent raw recommendations.
+
+    The HPA's scale-down stabilization needs the recommendations of the last few minutes; keeping
+    them here rather than in a hidden map is what makes a decision replayable from its inputs.
+    """
+
+    names: tuple[str, ...]
+    times: np.ndarray  # [k] epoch seconds, oldest first
+    recommendations: np.ndarray  # [k, n_workloads] int
+
+    @classmethod
+    def empty(cls, names: tuple[str, ...]) -> "DecisionLog":
+        return cls(names, np.zeros(0), np.zeros((0, len(names)), dtype=np.int64))
+
+    def aligned(self, names: tuple[str, ...]) -> "DecisionLog":
+        """The same log for another set of workloads (added ones start with no history)."""
+        if names == self.names:
+            return self
+        index = {n: i for i, n in enumerate(self.names)}
+        recs = np.full((len(self.times), len(names)), -1, dtype=np.int64)
+        for j, name in enumerate(names):
+            if name in index:
+                recs[:, j] = self.recommendations[:, index[name]]
+        return DecisionLog(names, self.times, recs)
+
+    def appended(self, now: float, recommendation: np.ndarray, keep_seconds: float) -> "DecisionLog":
+        keep = self.times > now - keep_seconds - 1e-9
+        times = np.append(self.times[keep], now)
+        recs = np.concatenate([self.recommendations[keep], recommendation[None, :].astype(np.int64)])
+        return DecisionLog(self.names, times, recs)
+
+    def max_since(self, since: float, default: np.ndarray) -> np.ndarray:
+        """Per workload, the largest recommendation at or after ``since`` (``default`` if none)."""
+        recent = self.recommendations[self.times >= since - 1e-9]
+        if recent.shape[0] == 0:
+            return default
+        return np.maximum(recent.max(axis=0), default)
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """One policy's answer for every workload and node pool at one time.
+
+    ``replicas[i]`` is the desired count for workload i, ``proposed[i]`` the raw answer before
+    guardrails, ``reasons[i]`` a :class:`ReasonCode` bitmask. ``node_floor[p]`` is how many nodes the
+    policy wants pool p to have (ready or provisioning) ahead of demand; 0 leaves the pool to the
+    cluster autoscaler. ``detail`` holds the named per-workload figures the reasons quote, and
+    ``params`` the policy's settings they quote.
+    """
+
+    policy: str
+    decided_at: float
+    replicas: np.ndarray
+    proposed: np.ndarray
+    reasons: np.ndarray
+    node_floor: np.ndarray
+    detail: Mapping[str, np.ndarray] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fallbacks: Mapping[str, str] = field(default_factory=dict)  # workload -> why its forecast fell back
+
+    def reasons_for(self, i: int, state: ClusterState) -> tuple[Reason, ...]:
+        wl = state.workloads
+        values: dict[str, Any] = {
+            "current": int(wl.replicas[i]),
+            "demand": float(wl.demand_rps[i]),
+            "capacity": float(wl.capacity_rps[i]),
+            "min": int(wl.min_replicas[i]),
+            "max": int(wl.max_replicas[i]),
+            "fallback": self.fallbacks.get(wl.names[i], "none"),
+        }
+        values.update(self.params)
+        values.update({k: float(v[i]) for k, v in self.detail.items()})
+        out = []
+        mask = ReasonCode(int(self.reasons[i]))
+        for code in ReasonCode:
+            if code in mask:
+                try:
+                    message = _TEMPLATES[code].format(**values)
+                except (KeyError, ValueError):
+                    message = code.name.lower().replace("_", " ")
+                out.append(Reason(code.name, message, float(wl.replicas[i]), float(self.replicas[i])))
+        return tuple(out)
+
+    def decisions(self, state: ClusterState, only_changes: bool = False) -> list[ScalingDecision]:
+        """The per-target values with reasons (replicas per workload, then node floors per pool)."""
+        wl = state.workloads
+        out = []
+        for i, name in enumerate(wl.names):
+            if only_changes and int(self.replicas[i]) == int(wl.replicas[i]):
+                continue
+            out.append(
+                ScalingDecision(
+                    target=name,
+                    kind="replicas",
+                    current=int(wl.replicas[i]),
+                    proposed=int(self.proposed[i]),
+                    desired=int(self.replicas[i]),
+                    reasons=self.reasons_for(i, state),
+                    decided_at=float(self.decided_at),
+                    policy=self.policy,
+                )
+            )
+        pools = state.node_pools
+        for p, name in enumerate(pools.names):
+            floor = int(self.node_floor[p])
+            current = int(pools.nodes[p] + pools.provisioning[p])
+            if floor <= 0 or (only_changes and floor <= current):
+                continue
+            lead = float(self.params.get("node_lead", float("nan")))
+            message = _TEMPLATES[ReasonCode.NODES_AHEAD].format(lead=lead) if math.isfinite(lead) else "nodes requested ahead"
+            out.append(
+                ScalingDecision(name, "nodes", current, floor, max(floor, current),
+                                (Reason(ReasonCode.NODES_AHEAD.name, message, current, floor),), float(self.decided_at), self.policy)
+            )
+        return out

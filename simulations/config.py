@@ -1,0 +1,779 @@
+"""Validated configuration for ``aiops simulate --config FILE.yaml``.
+
+The file is YAML. Every section is optional; a missing section (or key) takes the default
+documented on its field, so an empty file -- or one holding only comments or ``null`` -- is the
+default configuration. Unknown keys are rejected, with a suggestion when one is close.
+
+Example::
+
+    simulation:
+      step_seconds: 60
+    node_pools:
+      - name: gpu-h100
+        gpus_per_node: 8
+    workloads:
+      - name: llm-chat
+        capacity_rps: 4.0
+        slo: {latency_p95_seconds: 2.0}
+    policies:
+      enabled: [reactive, predictive, oracle]
+
+Types are strict: a count must be a YAML integer (``8``, not ``8.0`` or ``"8"``), a float field
+takes an integer or a float but not a quoted string, and ``.nan``/``.inf`` are rejected.
+
+Every problem is raised as :class:`~simulations.errors.ConfigError` with a one-line message
+naming the file and each offending field, e.g.
+``config.yaml: workloads[0].capacity_rps: Input should be greater than 0 (got -1)``.
+
+Cross-field checks (pool references, min <= max, GPUs per replica vs per node, base latency
+below the SLO) run once the fields they compare are themselves valid, so after fixing a type
+error a second run may report a cross-field error that the first could not yet see.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from simulations.errors import ConfigError
+
+__all__ = [
+    "LatencyModelConfig",
+    "NodePoolConfig",
+    "OracleConfig",
+    "PoliciesConfig",
+    "POLICY_NAMES",
+    "PolicyName",
+    "PredictiveConfig",
+    "ReactiveConfig",
+    "SLOConfig",
+    "SimConfig",
+    "SimulationSettings",
+    "WorkloadConfig",
+    "WorkloadDefaults",
+    "config_from_mapping",
+    "config_json_schema",
+    "default_config",
+    "load_config",
+]
+
+PolicyName = Literal["reactive", "predictive", "oracle"]
+POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)
+
+# A Kubernetes DNS-1123 label, the form node-pool names take in every managed cluster.
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-field problems
+# --------------------------------------------------------------------------------------------
+
+
+class _Problems(ValueError):
+    """One or more problems found by a validator, each at a location relative to the field.
+
+    Pydantic keeps the exception in the error's context, so :func:`config_from_mapping` can
+    report each problem at its own dotted path instead of at the validated field as a whole.
+    """
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{_dotted(loc)}: {message}" for loc, message in problems))
+
+
+def _raise_if_any(problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+    if problems:
+        raise _Problems(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    """Common settings: unknown keys rejected, immutable, strict types, finite floats only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class SimulationSettings(_Section):
+    """Key ``simulation``: the clock and the random seed."""
+
+    step_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Length of one simulation step, in seconds. Traces with a coarser step are "
+            "interpolated to it. 60 s matches the usual metrics scrape and autoscaler sync "
+            "interval and keeps a multi-week trace to tens of thousands of steps."
+        ),
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Seed for the synthetic default trace and anything else random, so a run is "
+            "reproducible. 0 is simply a fixed choice; change it to see another draw."
+        ),
+    )
+
+
+class NodePoolConfig(_Section):
+    """One entry of ``node_pools``: identical GPU nodes that the cluster autoscaler manages."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=_DNS_LABEL,
+        description=(
+            "Pool name, a DNS-1123 label as Kubernetes node-pool names are: lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit, at most 63 characters. "
+            "Workloads refer to the pool by this name."
+        ),
+    )
+    gpus_per_node: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "GPUs on one node of this pool. 8 is the usual size of a data-centre GPU server "
+            "(e.g. an 8x H100 instance)."
+        ),
+    )
+    provisioning_seconds: float = Field(
+        default=360.0,
+        ge=0,
+        description=(
+            "Time from the autoscaler requesting a node to the node being ready for pods, in "
+            "seconds. 360 s (6 min) is a typical cloud GPU VM boot plus driver and device-plugin "
+            "start-up."
+        ),
+    )
+    min_nodes: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Nodes the pool never scales below. 0 lets an idle pool scale to zero, the usual "
+            "setting for an autoscaled GPU pool."
+        ),
+    )
+    max_nodes: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Nodes the pool never scales above (a quota or budget cap); must be >= min_nodes. "
+            "64 nodes (512 GPUs at 8 per node) is large enough not to bind in the default "
+            "scenarios."
+        ),
+    )
+    price_per_gpu_hour: float = Field(
+        default=2.5,
+        ge=0,
+        description=(
+            "Price of one GPU for one hour, in USD, used to cost the provisioned nodes. 2.5 USD "
+            "is a ballpark on-demand cloud H100 rate."
+        ),
+    )
+    idle_removal_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "How long a node must stay empty before the cluster autoscaler removes it, in "
+            "seconds. 600 s is the Kubernetes cluster-autoscaler default "
+            "(--scale-down-unneeded-time=10m)."
+        ),
+    )
+
+    @field_validator("max_nodes")
+    @classmethod
+    def _max_nodes_not_below_min(cls, max_nodes: int, info: ValidationInfo) -> int:
+        min_nodes = info.data.get("min_nodes")
+        if min_nodes is not None and max_nodes < min_nodes:
+            raise ValueError(f"must be >= min_nodes ({min_nodes})")
+        return max_nodes
+
+
+class LatencyModelConfig(_Section):
+    """Key ``latency`` of a workload: how a replica's p95 latency grows with its load."""
+
+    base_p95_seconds: float = Field(
+        default=0.8,
+        gt=0,
+        description=(
+            "p95 request latency of a replica at zero load, in seconds; must be below the "
+            "workload's SLO. 0.8 s is a plausible p95 for a short chat completion on an idle "
+            "LLM replica."
+        ),
+    )
+    exponent: float = Field(
+        default=3.0,
+        gt=0,
+        description=(
+            "Curvature of p95 latency in utilisation: higher keeps latency flat for longer and "
+            "then rises more steeply near saturation. 3.0 gives a gentle rise at moderate load "
+            "and a steep one close to capacity, roughly the shape of queueing delay."
+        ),
+    )
+    max_throughput_factor: float = Field(
+        default=1.25,
+        ge=1,
+        description=(
+            "Saturation throughput of a replica as a multiple of capacity_rps (its throughput "
+            "at the SLO). Between the two, requests are served but slower than the SLO; beyond "
+            "it they are not served. 1.25 is the modest headroom of a batching inference server."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Latency reported for requests nothing can serve (no ready replica, or demand "
+            "beyond saturation), in seconds. 60 s is a common client or gateway timeout."
+        ),
+    )
+
+
+class SLOConfig(_Section):
+    """Key ``slo`` of a workload: the service-level objective the autoscalers are judged by."""
+
+    latency_p95_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "p95 request latency the workload must stay at or below, in seconds; capacity_rps "
+            "is measured against it. 2.0 s is a typical target for interactive chat."
+        ),
+    )
+
+
+class _WorkloadSettings(_Section):
+    """The fields a listed workload and ``workload_defaults`` share, with their checks."""
+
+    node_pool: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Name of the node pool (from node_pools) the replicas run on. Null means the first "
+            "pool, so a single-pool file needs no reference."
+        ),
+    )
+    gpus_per_replica: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "GPUs one replica needs, all on one node, so at most the pool's gpus_per_node. "
+            "1 suits a model that fits on one GPU."
+        ),
+    )
+    startup_seconds: float = Field(
+        default=180.0,
+        ge=0,
+        description=(
+            "Time from a replica being scheduled on a ready node to it serving traffic (image "
+            "pull, weight loading, warm-up), in seconds. 180 s is typical for loading a model "
+            "of tens of gigabytes."
+        ),
+    )
+    capacity_rps: float = Field(
+        default=4.0,
+        gt=0,
+        description=(
+            "Requests per second one replica sustains while meeting the latency SLO. 4.0 is a "
+            "rough figure for a single-GPU chat replica; measure it for a real workload."
+        ),
+    )
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "Replicas kept even with no demand. 1 avoids cold starts, which would add "
+            "startup_seconds to the first request after a quiet spell."
+        ),
+    )
+    max_replicas: int = Field(
+        default=512,
+        ge=1,
+        description=(
+            "Replicas never exceeded (like an HPA's maxReplicas); must be >= min_replicas. 512 "
+            "is high enough not to bind by default, leaving the node pool's max_nodes as the cap."
+        ),
+    )
+    slo: SLOConfig = Field(
+        default=SLOConfig(),
+        description="Service-level objective; the default is SLOConfig's defaults.",
+    )
+    latency: LatencyModelConfig = Field(
+        default=LatencyModelConfig(),
+        description="Latency model of one replica; the default is LatencyModelConfig's defaults.",
+    )
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_replicas_not_below_min(cls, max_replicas: int, info: ValidationInfo) -> int:
+        min_replicas = info.data.get("min_replicas")
+        if min_replicas is not None and max_replicas < min_replicas:
+            raise ValueError(f"must be >= min_replicas ({min_replicas})")
+        return max_replicas
+
+    @field_validator("latency")
+    @classmethod
+    def _base_latency_below_slo(
+        cls, latency: LatencyModelConfig, info: ValidationInfo
+    ) -> LatencyModelConfig:
+        slo = info.data.get("slo")
+        if slo is not None and latency.base_p95_seconds >= slo.latency_p95_seconds:
+            raise _Problems(
+                [
+                    (
+                        ("base_p95_seconds",),
+                        f"must be below slo.latency_p95_seconds ({slo.latency_p95_seconds}), "
+                        f"or the SLO is missed even at zero load "
+                        f"(got {latency.base_p95_seconds})",
+                    )
+                ]
+            )
+        return latency
+
+
+class WorkloadDefaults(_WorkloadSettings):
+    """Key ``workload_defaults``: the settings of trace workloads that ``workloads`` does not list.
+
+    Same fields as :class:`WorkloadConfig` without ``name``. Workloads that *are* listed take
+    their unset fields from the built-in defaults, not from here.
+    """
+
+
+class _WorkloadName(_Section):
+    name: str = Field(
+        min_length=1,
+        description="Workload name; must match the workload column of the demand trace.",
+    )
+
+
+# Bases in this order so that `name` comes first in dumps and in the JSON schema.
+class WorkloadConfig(_WorkloadSettings, _WorkloadName):
+    """One entry of ``workloads``: an inference service and how its replicas behave."""
+
+
+class ReactiveConfig(_Section):
+    """Key ``policies.reactive``: an HPA-like policy that scales on observed utilisation."""
+
+    target_utilization: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description=(
+            "Utilisation (demand / ready capacity) the policy steers towards, like an HPA "
+            "target. 0.7 leaves 30 % headroom for growth while new replicas start, a common "
+            "HPA setting."
+        ),
+    )
+    tolerance: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "Relative deviation from the target that is ignored rather than scaled on. 0.1 is "
+            "the Kubernetes HPA default (--horizontal-pod-autoscaler-tolerance)."
+        ),
+    )
+    scale_down_stabilization_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Scale down only to the highest recommendation of this many past seconds, to avoid "
+            "flapping. 300 s is the Kubernetes HPA default scale-down stabilization window."
+        ),
+    )
+
+
+class PredictiveConfig(_Section):
+    """Key ``policies.predictive``: a policy that provisions ahead of forecast demand."""
+
+    forecaster: Literal["holt-winters"] = Field(
+        default="holt-winters",
+        description=(
+            "Demand forecaster. Holt-Winters (seasonal exponential smoothing) is the only one "
+            "implemented; it is cheap to refit and captures daily cycles."
+        ),
+    )
+    quantile: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description=(
+            "Quantile of forecast demand to provision for, in (0.5, 1): above the median, and "
+            "below 1 whose quantile is unbounded. 0.95 under-provisions about one step in twenty "
+            "if the forecast is calibrated."
+        ),
+    )
+    target_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Utilisation to plan for at the forecast quantile. Higher than the reactive target "
+            "(0.9 vs 0.7) because the quantile already covers the uncertainty that reactive "
+            "headroom is for."
+        ),
+    )
+    refit_every_seconds: float = Field(
+        default=21600.0,
+        gt=0,
+        description=(
+            "How often the forecaster is refit on recent history, in seconds. 21600 s (6 h) "
+            "follows drift within a day while keeping fitting cost small."
+        ),
+    )
+    history_days: float = Field(
+        default=14.0,
+        gt=0,
+        description=(
+            "Most history used for a fit, in days. 14 days covers two full weeks, so weekday "
+            "and weekend patterns are each seen twice while old behaviour ages out."
+        ),
+    )
+    min_history_days: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Least history needed to fit, in days; must be <= history_days. With less, the "
+            "forecaster does not fit and the predictive policy falls back to reactive scaling. "
+            "2 days is two daily cycles, the fewest a seasonal fit can use."
+        ),
+    )
+
+    @field_validator("min_history_days")
+    @classmethod
+    def _min_history_within_history(cls, min_days: float, info: ValidationInfo) -> float:
+        history_days = info.data.get("history_days")
+        if history_days is not None and min_days > history_days:
+            raise ValueError(f"must be <= history_days ({history_days})")
+        return min_days
+
+
+class OracleConfig(_Section):
+    """Key ``policies.oracle``: the oracle sees future demand exactly; it has no settings yet.
+
+    The section exists so ``oracle: {}`` validates and a misspelt key is still reported.
+    """
+
+
+class PoliciesConfig(_Section):
+    """Key ``policies``: which autoscaling policies to compare, and their settings."""
+
+    reactive: ReactiveConfig = Field(
+        default=ReactiveConfig(), description="Settings of the reactive (HPA-like) policy."
+    )
+    predictive: PredictiveConfig = Field(
+        default=PredictiveConfig(), description="Settings of the forecast-driven policy."
+    )
+    oracle: OracleConfig = Field(
+        default=OracleConfig(), description="Settings of the perfect-foresight policy (none yet)."
+    )
+    enabled: list[PolicyName] = Field(
+        default=list(POLICY_NAMES),
+        min_length=1,
+        description=(
+            "Policies to simulate, each at most once. All three by default, so one run "
+            "compares reactive and predictive scaling against the oracle's bound."
+        ),
+    )
+
+    @field_validator("enabled")
+    @classmethod
+    def _no_duplicate_policies(cls, enabled: list[str]) -> list[str]:
+        _raise_if_any(
+            [((index,), f"{name!r} is already listed") for index, name in _repeats(enabled)]
+        )
+        return enabled
+
+
+class SimConfig(_Section):
+    """The whole configuration file."""
+
+    simulation: SimulationSettings = Field(
+        default=SimulationSettings(), description="Simulation clock and seed."
+    )
+    node_pools: list[NodePoolConfig] = Field(
+        default=[NodePoolConfig(name="gpu-h100")],
+        min_length=1,
+        description=(
+            "GPU node pools, with unique names; at least one. Workloads without node_pool use "
+            "the first. Default: one pool, 'gpu-h100', with the default settings."
+        ),
+    )
+    workloads: list[WorkloadConfig] = Field(
+        default=[WorkloadConfig(name="llm-chat")],
+        description=(
+            "Settings of named workloads, with unique names. May be empty, in which case every "
+            "trace workload uses workload_defaults. Default: one workload, 'llm-chat', with the "
+            "default settings."
+        ),
+    )
+    workload_defaults: WorkloadDefaults = Field(
+        default=WorkloadDefaults(),
+        description="Settings of trace workloads that workloads does not list.",
+    )
+    policies: PoliciesConfig = Field(
+        default=PoliciesConfig(), description="Policies to compare and their settings."
+    )
+
+    @field_validator("node_pools")
+    @classmethod
+    def _unique_pool_names(cls, pools: list[NodePoolConfig]) -> list[NodePoolConfig]:
+        names = [pool.name for pool in pools]
+        _raise_if_any(
+            [
+                ((index, "name"), f"duplicate node pool name {name!r}")
+                for index, name in _repeats(names)
+            ]
+        )
+        return pools
+
+    @field_validator("workloads")
+    @classmethod
+    def _check_workloads(
+        cls, workloads: list[WorkloadConfig], info: ValidationInfo
+    ) -> list[WorkloadConfig]:
+        names = [workload.name for workload in workloads]
+        problems = [
+            ((index, "name"), f"duplicate workload name {name!r}")
+            for index, name in _repeats(names)
+        ]
+        pools = info.data.get("node_pools")
+        if pools is not None:
+            for index, workload in enumerate(workloads):
+                problems += [
+                    ((index, *loc), message) for loc, message in _placement(workload, pools)
+                ]
+        _raise_if_any(problems)
+        return workloads
+
+    @field_validator("workload_defaults")
+    @classmethod
+    def _check_workload_defaults(
+        cls, defaults: WorkloadDefaults, info: ValidationInfo
+    ) -> WorkloadDefaults:
+        pools = info.data.get("node_pools")
+        if pools is not None:
+            _raise_if_any(_placement(defaults, pools))
+        return defaults
+
+    def workload_for(self, name: str) -> WorkloadConfig:
+        """Settings of workload ``name``: its ``workloads`` entry, else ``workload_defaults``."""
+        for workload in self.workloads:
+            if workload.name == name:
+                return workload
+        defaults = self.workload_defaults
+        template = {field: getattr(defaults, field) for field in WorkloadDefaults.model_fields}
+        return WorkloadConfig(name=name, **template)
+
+    def pool(self, name: str | None) -> NodePoolConfig:
+        """The node pool called ``name``; ``None`` means the first pool.
+
+        Raises ``KeyError`` for an unknown name (validation guarantees workloads never hold one).
+        """
+        if name is None:
+            return self.node_pools[0]
+        for pool in self.node_pools:
+            if pool.name == name:
+                return pool
+        known = ", ".join(pool.name for pool in self.node_pools)
+        raise KeyError(f"no node pool named {name!r} (pools: {known})")
+
+
+def _repeats(names: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, name) of each name that already occurred earlier in ``names``."""
+    seen: set[str] = set()
+    repeats = []
+    for index, name in enumerate(names):
+        if name in seen:
+            repeats.append((index, name))
+        seen.add(name)
+    return repeats
+
+
+def _placement(
+    workload: _WorkloadSettings, pools: Sequence[NodePoolConfig]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems placing ``workload``'s replicas: unknown pool, or a replica too big for a node."""
+    by_name = {pool.name: pool for pool in pools}
+    if workload.node_pool is None:
+        pool = pools[0]
+    elif workload.node_pool in by_name:
+        pool = by_name[workload.node_pool]
+    else:
+        known = ", ".join(by_name)
+        return [(("node_pool",), f"no node pool named {workload.node_pool!r} (pools: {known})")]
+    if workload.gpus_per_replica > pool.gpus_per_node:
+        return [
+            (
+                ("gpus_per_replica",),
+                f"must be <= gpus_per_node ({pool.gpus_per_node}) of node pool {pool.name!r} "
+                f"(got {workload.gpus_per_replica})",
+            )
+        ]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def default_config() -> SimConfig:
+    """The configuration used when no file is given: every default above."""
+    return SimConfig()
+
+
+def load_config(path: str | os.PathLike[str] | None) -> SimConfig:
+    """Read and validate a YAML configuration file; ``None`` gives :func:`default_config`.
+
+    An empty file (or one with only comments, or ``null``) is the default configuration.
+    Raises :class:`ConfigError` with a one-line message for anything wrong.
+    """
+    if path is None:
+        return default_config()
+    where = os.fspath(path)
+    data = _parse_yaml(_read_text(where), where)
+    return config_from_mapping({} if data is None else data, where)
+
+
+def config_from_mapping(data: Mapping[str, Any], where: str = "<config>") -> SimConfig:
+    """Validate an already-parsed configuration; ``where`` names its source in errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"top level must be a mapping (got {type(data).__name__})")
+    try:
+        return SimConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(where, _one_line(_describe_errors(error))) from None
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON schema of the configuration file, with every field's description and default."""
+    return SimConfig.model_json_schema()
+
+
+def _read_text(where: str) -> str:
+    try:
+        # utf-8-sig: accept (and drop) the byte-order mark some editors write.
+        return Path(where).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(where, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(where, "is a directory, not a file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(where, f"not UTF-8 text (bad byte at offset {error.start})") from None
+    except OSError as error:
+        raise ConfigError(where, f"cannot read: {error.strerror or error}") from None
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        location = f"{where}:{mark.line + 1}" if mark is not None else where
+        raise ConfigError(location, _one_line(error.problem or str(error))) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(where, _one_line(f"invalid YAML: {error}")) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Error messages
+# --------------------------------------------------------------------------------------------
+
+
+def _describe_errors(error: ValidationError) -> str:
+    """Every validation error as ``path: message (got VALUE)``, joined by ``"; "``."""
+    parts: list[str] = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, _Problems):
+            parts += [f"{_dotted(loc + sub_loc)}: {message}" for sub_loc, message in cause.problems]
+        elif item["type"] == "extra_forbidden":
+            parts.append(f"{_dotted(loc)}: unknown field{_suggestion(loc)}")
+        elif item["type"] == "invalid_key":
+            where = _dotted(loc[:-1]) or "top level"
+            parts.append(f"{where}: keys must be strings (got {loc[-1]!r})")
+        else:
+            message = str(cause) if item["type"] == "value_error" else item["msg"]
+            value = item.get("input")
+            shown = item["type"] != "missing" and not isinstance(value, Mapping)
+            got = f" (got {_short(value)})" if shown else ""
+            parts.append(f"{_dotted(loc) or 'top level'}: {message}{got}")
+    return "; ".join(parts)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    """``("workloads", 0, "slo")`` -> ``workloads[0].slo``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _suggestion(loc: tuple[str | int, ...]) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt key, else the keys allowed there."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return ""
+    allowed = list(model.model_fields)
+    if not allowed:
+        return " (this section takes no keys)"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (expected one of: {', '.join(allowed)})"
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that validates the mapping found at ``loc`` within a SimConfig."""
+    model: type[BaseModel] | None = SimConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the list's item model is already in hand
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class inside an annotation such as ``X``, ``list[X]`` or ``X | None``."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        model = _model_in(argument)
+        if model is not None:
+            return model
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

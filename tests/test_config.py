@@ -1,0 +1,531 @@
+"""Tests for simulations.config: defaults, loading YAML files, and one-line error messages."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from simulations.config import (
+    SimConfig,
+    WorkloadConfig,
+    config_from_mapping,
+    config_json_schema,
+    default_config,
+    load_config,
+)
+from simulations.errors import ConfigError, InputError
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load_config_text(text: str) -> SimConfig:
+    return config_from_mapping(yaml.safe_load(text), "inline.yaml")
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    """Load ``text`` as a config file; return the ConfigError message, checking its shape."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message
+
+
+# --- defaults -------------------------------------------------------------------------------
+
+
+def test_default_config_values() -> None:
+    config = default_config()
+    assert config.simulation.step_seconds == 60
+    assert config.simulation.seed == 0
+
+    [pool] = config.node_pools
+    assert pool.name == "gpu-h100"
+    assert (pool.gpus_per_node, pool.min_nodes, pool.max_nodes) == (8, 0, 64)
+    assert pool.provisioning_seconds == 360
+    assert pool.price_per_gpu_hour == 2.5
+    assert pool.idle_removal_seconds == 600
+
+    [workload] = config.workloads
+    assert workload.name == "llm-chat"
+    assert workload.node_pool is None
+    assert workload.gpus_per_replica == 1
+    assert workload.startup_seconds == 180
+    assert workload.capacity_rps == 4.0
+    assert (workload.min_replicas, workload.max_replicas) == (1, 512)
+    assert workload.slo.latency_p95_seconds == 2.0
+    assert workload.latency.base_p95_seconds == 0.8
+    assert workload.latency.exponent == 3.0
+    assert workload.latency.max_throughput_factor == 1.25
+    assert workload.latency.timeout_seconds == 60
+
+    reactive = config.policies.reactive
+    assert (reactive.target_utilization, reactive.tolerance) == (0.7, 0.1)
+    assert reactive.scale_down_stabilization_seconds == 300
+    predictive = config.policies.predictive
+    assert predictive.forecaster == "holt-winters"
+    assert (predictive.quantile, predictive.target_utilization) == (0.95, 0.9)
+    assert predictive.refit_every_seconds == 21600
+    assert (predictive.history_days, predictive.min_history_days) == (14, 2)
+    assert config.policies.enabled == ["reactive", "predictive", "oracle"]
+
+    assert config.workload_defaults.model_dump() == {
+        key: value for key, value in workload.model_dump().items() if key != "name"
+    }
+
+
+def test_load_config_none_is_default() -> None:
+    assert load_config(None) == default_config()
+
+
+def test_models_are_frozen() -> None:
+    config = default_config()
+    with pytest.raises(ValidationError):
+        config.simulation.seed = 3  # type: ignore[misc]
+
+
+def test_json_schema_documents_every_field() -> None:
+    schema = config_json_schema()
+    assert schema == SimConfig.model_json_schema()
+    assert schema["additionalProperties"] is False
+    for name, definition in schema["$defs"].items():
+        for field, spec in definition.get("properties", {}).items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+
+
+# --- loading files --------------------------------------------------------------------------
+
+
+def test_empty_file_is_default(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")) == default_config()
+    assert load_config(write(tmp_path, "# only a comment\n")) == default_config()
+
+
+def test_partial_yaml_keeps_defaults_elsewhere(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        simulation:
+          seed: 7
+        workloads:
+          - name: llm-chat
+            capacity_rps: 6.5
+        """,
+    )
+    config = load_config(path)
+    default = default_config()
+    assert config.simulation.seed == 7
+    assert config.simulation.step_seconds == default.simulation.step_seconds
+    assert config.workloads[0].capacity_rps == 6.5
+    assert config.workloads[0].slo == default.workloads[0].slo
+    assert config.node_pools == default.node_pools
+    assert config.policies == default.policies
+    assert config.workload_defaults == default.workload_defaults
+
+
+FULL_YAML = """
+simulation:
+  step_seconds: 30.0
+  seed: 42
+node_pools:
+  - name: gpu-h100
+    gpus_per_node: 8
+    provisioning_seconds: 420.0
+    min_nodes: 1
+    max_nodes: 16
+    price_per_gpu_hour: 3.0
+    idle_removal_seconds: 900.0
+  - name: gpu-l4
+    gpus_per_node: 4
+    provisioning_seconds: 240.0
+    min_nodes: 0
+    max_nodes: 32
+    price_per_gpu_hour: 0.8
+    idle_removal_seconds: 300.0
+workloads:
+  - name: llm-chat
+    node_pool: gpu-h100
+    gpus_per_replica: 2
+    startup_seconds: 240.0
+    capacity_rps: 3.5
+    min_replicas: 2
+    max_replicas: 40
+    slo:
+      latency_p95_seconds: 1.5
+    latency:
+      base_p95_seconds: 0.5
+      exponent: 2.5
+      max_throughput_factor: 1.5
+      timeout_seconds: 30.0
+  - name: embeddings
+    node_pool: gpu-l4
+    gpus_per_replica: 1
+    startup_seconds: 60.0
+    capacity_rps: 50.0
+    min_replicas: 0
+    max_replicas: 10
+    slo:
+      latency_p95_seconds: 0.5
+    latency:
+      base_p95_seconds: 0.1
+      exponent: 3.0
+      max_throughput_factor: 1.1
+      timeout_seconds: 10.0
+workload_defaults:
+  node_pool: gpu-l4
+  gpus_per_replica: 1
+  startup_seconds: 120.0
+  capacity_rps: 8.0
+  min_replicas: 0
+  max_replicas: 20
+  slo:
+    latency_p95_seconds: 3.0
+  latency:
+    base_p95_seconds: 1.0
+    exponent: 4.0
+    max_throughput_factor: 1.2
+    timeout_seconds: 45.0
+policies:
+  reactive:
+    target_utilization: 0.6
+    tolerance: 0.05
+    scale_down_stabilization_seconds: 600.0
+  predictive:
+    forecaster: holt-winters
+    quantile: 0.9
+    target_utilization: 0.85
+    refit_every_seconds: 3600.0
+    history_days: 7.0
+    min_history_days: 1.0
+  oracle: {}
+  enabled: [oracle, reactive]
+"""
+
+
+def test_full_yaml_round_trips(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL_YAML))
+    # Every key was given, so the dump is exactly the file's content ...
+    assert config.model_dump() == yaml.safe_load(FULL_YAML)
+    # ... and writing the dump back out loads to the same config.
+    again = write(tmp_path, yaml.safe_dump(config.model_dump()), name="again.yaml")
+    assert load_config(again) == config
+    assert config.pool("gpu-l4").gpus_per_node == 4
+    assert config.pool(None).name == "gpu-h100"
+    with pytest.raises(KeyError):
+        config.pool("gpu-a100")
+
+
+def test_default_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump(default_config().model_dump()))
+    assert load_config(path) == default_config()
+
+
+def test_workload_for_listed_and_unlisted() -> None:
+    config = load_config_text(FULL_YAML)
+    assert config.workload_for("embeddings") is config.workloads[1]
+    other = config.workload_for("batch-summaries")
+    assert isinstance(other, WorkloadConfig)
+    assert other.name == "batch-summaries"
+    assert other.model_dump(exclude={"name"}) == config.workload_defaults.model_dump()
+    assert config.pool(other.node_pool).name == "gpu-l4"
+
+
+def test_workloads_may_be_empty() -> None:
+    config = config_from_mapping({"workloads": []})
+    assert config.workloads == []
+    assert config.workload_for("llm-chat").capacity_rps == 4.0
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "workloads: [{name: llm-chat, capacity_rps: -1}]",
+            ["workloads[0].capacity_rps: Input should be greater than 0 (got -1)"],
+            id="negative-capacity",
+        ),
+        pytest.param(
+            "node_pools: [{name: gpu-h100, gpus_per_node: 0}]",
+            ["node_pools[0].gpus_per_node:", "(got 0)"],
+            id="zero-gpus-per-node",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, capcity_rps: 3}]",
+            ["workloads[0].capcity_rps: unknown field (did you mean 'capacity_rps'?)"],
+            id="unknown-key",
+        ),
+        pytest.param(
+            "simulaton: {seed: 1}",
+            ["simulaton: unknown field (did you mean 'simulation'?)"],
+            id="unknown-section",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, node_pool: gpu-a100}]",
+            ["workloads[0].node_pool: no node pool named 'gpu-a100' (pools: gpu-h100)"],
+            id="unknown-node-pool",
+        ),
+        pytest.param(
+            "workload_defaults: {node_pool: gpu-a100}",
+            ["workload_defaults.node_pool: no node pool named 'gpu-a100'"],
+            id="unknown-default-node-pool",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, min_replicas: 5, max_replicas: 2}]",
+            ["workloads[0].max_replicas: must be >= min_replicas (5) (got 2)"],
+            id="min-replicas-above-max",
+        ),
+        pytest.param(
+            "node_pools: [{name: gpu-h100, min_nodes: 9, max_nodes: 3}]",
+            ["node_pools[0].max_nodes: must be >= min_nodes (9) (got 3)"],
+            id="min-nodes-above-max",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, gpus_per_replica: 16}]",
+            ["workloads[0].gpus_per_replica: must be <= gpus_per_node (8)", "(got 16)"],
+            id="replica-bigger-than-node",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, latency: {base_p95_seconds: 2.0}}]",
+            ["workloads[0].latency.base_p95_seconds: must be below slo.latency_p95_seconds"],
+            id="base-latency-at-slo",
+        ),
+        pytest.param(
+            "policies: {predictive: {quantile: 1.0}}",
+            ["policies.predictive.quantile: Input should be less than 1 (got 1.0)"],
+            id="quantile-one",
+        ),
+        pytest.param(
+            "policies: {predictive: {history_days: 1, min_history_days: 2}}",
+            ["policies.predictive.min_history_days: must be <= history_days (1"],
+            id="min-history-above-history",
+        ),
+        pytest.param(
+            "policies: {enabled: [reactive, autopilot]}",
+            ["policies.enabled[1]: Input should be 'reactive', 'predictive' or 'oracle'"],
+            id="unknown-policy",
+        ),
+        pytest.param(
+            "policies: {enabled: [reactive, reactive]}",
+            ["policies.enabled[1]: 'reactive' is already listed"],
+            id="duplicate-policy",
+        ),
+        pytest.param(
+            "policies: {enabled: []}",
+            ["policies.enabled:", "at least 1 item"],
+            id="no-policy",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat}, {name: llm-chat}]",
+            ["workloads[1].name: duplicate workload name 'llm-chat'"],
+            id="duplicate-workloads",
+        ),
+        pytest.param(
+            "node_pools: [{name: gpu-h100}, {name: gpu-h100}]",
+            ["node_pools[1].name: duplicate node pool name 'gpu-h100'"],
+            id="duplicate-pools",
+        ),
+        pytest.param(
+            "node_pools: []",
+            ["node_pools:", "at least 1 item"],
+            id="no-pools",
+        ),
+        pytest.param(
+            "node_pools: [{name: GPU_pool}]",
+            ["node_pools[0].name: String should match pattern", "(got 'GPU_pool')"],
+            id="pool-name-not-dns",
+        ),
+        pytest.param(
+            "simulation: {step_seconds: .nan}",
+            ["simulation.step_seconds: Input should be a finite number (got nan)"],
+            id="nan",
+        ),
+        pytest.param(
+            "simulation: {step_seconds: .inf}",
+            ["simulation.step_seconds: Input should be a finite number (got inf)"],
+            id="inf",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, capacity_rps: fast}]",
+            ["workloads[0].capacity_rps: Input should be a valid number (got 'fast')"],
+            id="string-for-number",
+        ),
+        pytest.param(
+            "workloads: [{name: llm-chat, capacity_rps: '4'}]",
+            ["workloads[0].capacity_rps: Input should be a valid number (got '4')"],
+            id="quoted-number",
+        ),
+        pytest.param(
+            "node_pools: [{name: gpu-h100, gpus_per_node: true}]",
+            ["node_pools[0].gpus_per_node: Input should be a valid integer (got True)"],
+            id="bool-for-int",
+        ),
+        pytest.param(
+            "workloads: [{capacity_rps: 3}]",
+            ["workloads[0].name: Field required"],
+            id="missing-name",
+        ),
+        pytest.param(
+            "policies: {oracle: {lookahead_seconds: 60}}",
+            ["policies.oracle.lookahead_seconds: unknown field"],
+            id="oracle-takes-no-keys",
+        ),
+    ],
+)
+def test_invalid_config_is_reported(tmp_path: Path, text: str, expected: list[str]) -> None:
+    message = config_error(tmp_path, text)
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_several_errors_reported_on_one_line(tmp_path: Path) -> None:
+    message = config_error(
+        tmp_path,
+        """
+        simulation:
+          step_seconds: -5
+        workloads:
+          - name: llm-chat
+            capacity_rps: 0
+            min_replicas: x
+        policies:
+          reactive:
+            target_utilisation: 0.5
+        """,
+    )
+    problems = message.split(": ", 1)[1].split("; ")
+    assert problems == [
+        "simulation.step_seconds: Input should be greater than 0 (got -5)",
+        "workloads[0].capacity_rps: Input should be greater than 0 (got 0)",
+        "workloads[0].min_replicas: Input should be a valid integer (got 'x')",
+        "policies.reactive.target_utilisation: unknown field "
+        "(did you mean 'target_utilization'?)",
+    ]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "simulation:\n  seed: 1\n  step_seconds: [60\nworkloads: []\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.where == f"{path}:4"
+    assert caught.value.problem
+    assert "\n" not in str(caught.value)
+
+
+def test_yaml_indentation_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "simulation:\n  seed: 1\n    step_seconds: 60\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.where == f"{path}:3"
+    assert caught.value.problem == "mapping values are not allowed here"
+
+
+@pytest.mark.parametrize("text", ["- simulation\n- policies\n", "just a string\n", "42\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    assert "top level must be a mapping" in config_error(tmp_path, text)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.where == str(path)
+    assert caught.value.problem == "no such file"
+    assert isinstance(caught.value, InputError)
+    assert caught.value.exit_code == 2
+
+
+def test_directory_is_not_a_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.where == str(tmp_path)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("simulation: {seed: 1}  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.where == str(path)
+    assert "UTF-8" in caught.value.problem
+
+
+def test_config_from_mapping_names_its_source() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping({"simulation": {"seed": -1}}, where="cli --seed")
+    assert str(caught.value).startswith("cli --seed: simulation.seed:")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        config_from_mapping(["simulation"])  # type: ignore[arg-type]
+
+
+# --- property: valid values survive model_dump -> config_from_mapping -------------------------
+
+positive = st.floats(min_value=0, exclude_min=True, max_value=1e9, allow_nan=False)
+fraction = st.floats(min_value=0, exclude_min=True, max_value=1)
+
+
+@st.composite
+def valid_mappings(draw: st.DrawFn) -> dict:
+    gpus_per_node = draw(st.integers(1, 16))
+    min_replicas = draw(st.integers(0, 1000))
+    slo = draw(st.floats(min_value=1e-3, max_value=1e4))
+    base_p95 = draw(st.floats(0, slo, exclude_min=True, exclude_max=True))
+    return {
+        "simulation": {"step_seconds": draw(positive), "seed": draw(st.integers(0, 2**63))},
+        "node_pools": [{"name": "pool-a", "gpus_per_node": gpus_per_node}],
+        "workloads": [
+            {
+                "name": "w",
+                "gpus_per_replica": draw(st.integers(1, gpus_per_node)),
+                "capacity_rps": draw(positive),
+                "min_replicas": min_replicas,
+                "max_replicas": draw(st.integers(max(min_replicas, 1), 10_000)),
+                "slo": {"latency_p95_seconds": slo},
+                "latency": {"base_p95_seconds": base_p95},
+            }
+        ],
+        "policies": {
+            "reactive": {"target_utilization": draw(fraction)},
+            "predictive": {
+                "quantile": draw(st.floats(0.5, 1, exclude_min=True, exclude_max=True)),
+            },
+        },
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(valid_mappings())
+def test_valid_values_round_trip(data: dict) -> None:
+    config = config_from_mapping(data)
+    dumped = config.model_dump()
+    assert config_from_mapping(dumped) == config
+    assert config_from_mapping(yaml.safe_load(yaml.safe_dump(dumped))) == config
+    assert_contains(dumped, data)  # the values given are the values kept
+
+
+def assert_contains(actual: object, expected: object) -> None:
+    """Every key and value in ``expected`` is also in ``actual`` (recursively)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict)
+        for key, value in expected.items():
+            assert_contains(actual[key], value)
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected)
+        for got, value in zip(actual, expected):
+            assert_contains(got, value)
+    else:
+        assert actual == expected
