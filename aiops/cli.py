@@ -129,6 +129,8 @@ def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scal
     from simulations.traces import load_trace, synthetic_llm_trace
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=140)
     errors = Console(stderr=True)
     names = _policies(policies)
     json_path = _output_path("--json", json_path)

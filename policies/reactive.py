@@ -80,7 +80,7 @@ def decide(
 
     clamped_max = desired > wl.max_replicas
     clamped_min = desired < wl.min_replicas
-    desired = np.clip(desired, wl.min_replicas, wl.max_replicas)
+    desired = np.minimum(np.maximum(desired, wl.min_replicas), wl.max_replicas)
 
     reasons = np.where(missing, int(ReasonCode.STALE_METRICS),
                        np.where(within, int(ReasonCode.WITHIN_TOLERANCE), int(ReasonCode.REACTIVE)))

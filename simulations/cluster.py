@@ -70,9 +70,11 @@ class LatencyModel:
         waiting = arrivals + backlog
         served = np.minimum(waiting, slo_capacity * self.max_throughput_factor)
         backlog_after = waiting - served
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.where(slo_capacity > 0, served / slo_capacity, 0.0)
-            queue_wait = np.where(ready > 0, backlog_after / (self.max_throughput_factor * ready * capacity), 0.0)
+        # Safe denominators instead of np.errstate: this runs once per step, for every workload.
+        has_capacity = slo_capacity > 0
+        denominator = np.where(has_capacity, slo_capacity, 1.0)
+        u = np.where(has_capacity, served / denominator, 0.0)
+        queue_wait = backlog_after * dt / (self.max_throughput_factor * denominator)  # = B / (f r c)
         p95 = self.base_p95 + (self.slo_p95 - self.base_p95) * u**self.exponent + queue_wait
         p95 = np.where((ready == 0) & (waiting > 0), self.timeout, p95)
         return served, backlog_after, np.minimum(p95, self.timeout)
@@ -161,22 +163,25 @@ class SimulatedCluster:
         self.prov_ring[nslot] = 0
 
         # 2. apply the decision
-        desired = np.clip(desired.astype(np.int64), 0, None)
+        desired = np.maximum(desired, 0)
         changed = desired != self.spec
         self.spec = desired
-        total = self.ready + self.start_ring.sum(axis=0) + self.pending
+        starting = self.start_ring.sum(axis=0)
+        total = self.ready + starting + self.pending
         grow = np.maximum(desired - total, 0)
         self.pending += grow
         shrink = np.maximum(total - desired, 0)
         if shrink.any():
             self._remove_replicas(shrink)
+            starting = self.start_ring.sum(axis=0)
 
         # 3. cluster autoscaler: request nodes for bound + pending replicas and the policy's floor
-        bound = self.ready + self.start_ring.sum(axis=0)
+        bound = self.ready + starting
         want_gpus = self.pool_sum((bound + self.pending) * self.gpr)
         need = -(-want_gpus // self.gpn)
-        need = np.clip(np.maximum(np.maximum(need, node_floor), self.pools.min_nodes), 0, self.pools.max_nodes)
-        existing = self.nodes_ready + self.prov_ring.sum(axis=0)
+        need = np.minimum(np.maximum(np.maximum(need, node_floor), self.pools.min_nodes), self.pools.max_nodes)
+        provisioning = self.prov_ring.sum(axis=0)
+        existing = self.nodes_ready + provisioning
         add = np.maximum(need - existing, 0)
         node_actions = add.copy()
         if add.any():
@@ -195,7 +200,9 @@ class SimulatedCluster:
         ages = (t - np.arange(ring.shape[0])) % ring.shape[0]
         in_window = ages[:, None] <= self.idle_steps[None, :]
         keep = np.where(in_window, ring, 0).max(axis=0)
-        existing = self.nodes_ready + self.prov_ring.sum(axis=0)
+        if add.any():
+            provisioning = self.prov_ring.sum(axis=0)
+        existing = self.nodes_ready + provisioning
         surplus = np.maximum(existing - keep, 0)
         if surplus.any():
             self._remove_nodes(surplus)

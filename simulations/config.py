@@ -451,8 +451,9 @@ class PredictiveConfig(_Section):
         default=2.0,
         gt=0,
         description=(
-            "Least history needed to fit, in days; must be <= history_days. With less, the "
-            "forecaster does not fit and the predictive policy falls back to reactive scaling. "
+            "Least history for the daily-seasonal Holt-Winters fit, in days; must be <= "
+            "history_days. With less, the forecaster falls back to a damped Holt trend without "
+            "season (and with under an hour, to the last level), and the forecast says so. "
             "2 days is two daily cycles, the fewest a seasonal fit can use."
         ),
     )

@@ -1,0 +1,211 @@
+"""`aiops simulate` end to end: outputs, determinism, the JSON schema golden file, and bad input.
+
+Bad input must end with exit code 2 and one line on stderr that names the file and the problem,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aiops.cli import main
+
+GOLDEN = Path(__file__).parent / "golden" / "simulate_default.schema.json"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["simulate", "--no-progress", *args])
+
+
+def short_trace(path: Path, rows: int = 240, workload: str = "chat") -> Path:
+    lines = ["timestamp,workload,value"]
+    for k in range(rows):
+        minute = k % 60
+        hour = k // 60
+        value = 40 + 30 * (k % 90 > 45) + (k % 7)
+        lines.append(f"2024-03-01T{hour:02d}:{minute:02d}:00Z,{workload},{value}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def shape(value):
+    """The structure of a JSON value: keys and type names, not the numbers."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default")
+    result = run("--json", str(out / "r.json"), "--plot", str(out / "r.png"))
+    assert result.exit_code == 0, result.output
+    return result, json.loads((out / "r.json").read_text()), out / "r.png"
+
+
+def test_default_run_prints_a_table_for_every_policy_and_totals(default_run):
+    result, doc, _ = default_run
+    for word in ("llm-chat", "reactive", "predictive", "oracle", "TOTAL (billed)", "SLO met", "x oracle"):
+        assert word in result.output
+    assert "predictive vs reactive:" in result.output
+
+
+def test_default_run_json_matches_the_golden_schema(default_run):
+    _, doc, _ = default_run
+    if os.environ.get("AIOPS_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(shape(doc), indent=2, sort_keys=True) + "\n")
+    assert shape(doc) == json.loads(GOLDEN.read_text())
+    assert doc["schema_version"] == 1
+    assert doc["trace"]["steps"] == 7 * 1440
+
+
+def test_default_run_figures_are_consistent(default_run):
+    _, doc, _ = default_run
+    pol = doc["policies"]
+    assert pol["oracle"]["totals"]["slo_attainment_pct"] == 100.0
+    assert pol["oracle"]["totals"]["cost_vs_oracle"] == 1.0
+    for name, block in pol.items():
+        t = block["totals"]
+        # conservation: what arrived was served or is still queued
+        assert t["requests_served"] + t["requests_queued_at_end"] == pytest.approx(t["requests_arrived"], rel=1e-9)
+        assert 0 <= t["slo_attainment_pct"] <= 100
+        assert t["cost_usd"] >= pol["oracle"]["totals"]["cost_usd"] - 1e-6, name
+        # predictive is never below reactive, so never cheaper than it on the same trace
+    assert pol["predictive"]["totals"]["cost_usd"] >= pol["reactive"]["totals"]["cost_usd"] - 1e-6
+
+
+def test_plot_is_a_png(default_run):
+    _, _, png = default_run
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_result_and_other_seed_differs(tmp_path):
+    docs = []
+    for seed, name in ((3, "a"), (3, "b"), (4, "c")):
+        result = run("--seed", str(seed), "--policies", "reactive", "--json", str(tmp_path / f"{name}.json"))
+        assert result.exit_code == 0, result.output
+        docs.append(json.loads((tmp_path / f"{name}.json").read_text())["policies"])
+    assert docs[0] == docs[1]
+    assert docs[0] != docs[2]
+
+
+def test_trace_file_with_scale_to_and_policy_subset(tmp_path):
+    trace = short_trace(tmp_path / "t.csv")
+    result = run("--trace", str(trace), "--scale-to", "64", "--policies", "reactive,oracle", "--json", str(tmp_path / "o.json"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert list(doc["policies"]) == ["reactive", "oracle"]
+    assert doc["trace"]["workloads"] == ["chat"]
+    # peak 76 rps scaled to 64 GPUs at 4 rps per 1-GPU replica: peak replicas near 64 at 100% utilisation
+    assert 60 <= doc["policies"]["oracle"]["workloads"]["chat"]["peak_replicas"] <= 66
+
+
+def test_two_column_trace_and_gaps_are_not_scored(tmp_path):
+    path = tmp_path / "svc.csv"
+    rows = ["timestamp,value"] + [f"{1_700_000_000 + 60 * k},{'' if 100 <= k < 110 else 20}" for k in range(200)]
+    path.write_text("\n".join(rows) + "\n")
+    result = run("--trace", str(path), "--policies", "reactive", "--json", str(tmp_path / "o.json"))
+    assert result.exit_code == 0, result.output
+    wl = json.loads((tmp_path / "o.json").read_text())["policies"]["reactive"]["workloads"]["svc"]
+    assert wl["gap_minutes"] == 10
+    assert wl["scored_minutes"] == 190
+
+
+def test_config_file_changes_the_cluster(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("node_pools:\n  - name: a100\n    gpus_per_node: 4\n    price_per_gpu_hour: 1.0\n"
+                   "workloads:\n  - name: chat\n    capacity_rps: 8\n")
+    trace = short_trace(tmp_path / "t.csv")
+    result = run("--trace", str(trace), "--config", str(cfg), "--policies", "oracle", "--json", str(tmp_path / "o.json"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["config"]["node_pools"][0]["name"] == "a100"
+    # GPU-hours at $1 per GPU-hour cost exactly as many dollars
+    t = doc["policies"]["oracle"]["totals"]
+    assert t["cost_usd"] == pytest.approx(t["gpu_hours"])
+
+
+BAD_TRACES = {
+    "missing_columns.csv": ("timestamp,workload\n2024-01-01T00:00:00Z,a\n", "header"),
+    "unparseable.csv": ("timestamp,value\n2024-01-01T00:00:00Z,1\nyesterday,2\n", ":3:"),
+    "bad_value.csv": ("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,lots\n", ":3:"),
+    "duplicate.csv": ("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:00:00Z,2\n", "duplicate"),
+    "out_of_order.csv": ("timestamp,value\n2024-01-01T00:01:00Z,1\n2024-01-01T00:00:00Z,2\n", ":3:"),
+    "negative.csv": ("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,-2\n", "negative"),
+    "empty.csv": ("", "empty"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TRACES))
+def test_bad_trace_is_one_line_exit_2(tmp_path, name):
+    text, phrase = BAD_TRACES[name]
+    path = tmp_path / name
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["simulate", "--no-progress", "--trace", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and name in lines[0] and phrase in lines[0].lower()
+    assert "Traceback" not in result.output
+
+
+BAD_CONFIGS = {
+    "syntax.yaml": ("node_pools:\n  - name: a\n   gpus_per_node: [\n", "syntax.yaml:"),
+    "negative.yaml": ("workloads:\n  - name: chat\n    capacity_rps: -1\n", "workloads[0].capacity_rps"),
+    "unknown_key.yaml": ("simulation:\n  stepseconds: 30\n", "simulation.stepseconds"),
+    "bad_pool.yaml": ("workloads:\n  - name: chat\n    node_pool: nope\n", "node_pool"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_line_exit_2(tmp_path, name):
+    text, phrase = BAD_CONFIGS[name]
+    path = tmp_path / name
+    path.write_text(text)
+    result = run("--config", str(path))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and phrase in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--policies", "reactive,magic"], "unknown policy 'magic'"),
+    (["--policies", "reactive,reactive"], "twice"),
+    (["--trace", "/nonexistent/trace.csv"], "no such file"),
+    (["--config", "/nonexistent/c.yaml"], "no such file"),
+])
+def test_bad_options_are_one_line_exit_2(args, phrase):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_option_value_is_a_usage_error_exit_2():
+    result = run("--scale-to", "-5")
+    assert result.exit_code == 2
+    assert "--scale-to" in result.output
+
+
+def test_python_dash_m_aiops_and_console_script_both_work(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"}
+    out = subprocess.run([sys.executable, "-m", "aiops", "simulate", "--help"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "--scale-to" in out.stdout and "embedded default" in out.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\nnot-a-time,1\n")
+    out = subprocess.run([sys.executable, "-m", "aiops", "simulate", "--trace", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "bad.csv:2" in out.stderr and "Traceback" not in out.stderr
