@@ -40,14 +40,54 @@ _MAX_GAP_SHARE = 0.2  # more than this share of missing buckets in the fit windo
 
 @dataclass
 class _Fit:
+    """A fitted model's parameters and current states, advanced one bucket at a time."""
+
     kind: str  # "holt-winters" or "holt"
-    start: float  # epoch seconds of the first bucket the parameters were fitted from
+    start: float  # epoch seconds of the first bucket fitted
     fitted_at: float
-    params: dict
-    n_buckets: int = -1  # buckets in the last filtered model (re-filter when it grows)
+    alpha: float
+    beta: float
+    gamma: float
+    phi: float
+    level: float
+    trend: float
+    season: np.ndarray  # the last `m` seasonal states, oldest first (zeros for "holt")
+    fitted: list  # one-step-ahead prediction for every bucket since `start`
+    data_end: float  # end of the last bucket the states include
+    model_step: float
     centers: np.ndarray | None = None  # bucket-centre times of `path`
-    path: np.ndarray | None = None  # fitted values then forecast, per bucket
+    path: np.ndarray | None = None  # fitted values, then the forecast, per bucket
     spread: dict | None = None  # quantile -> per-lead error quantiles
+    spread_horizon: int = 0
+
+    def advance(self, y: float) -> None:
+        """One step of the additive damped Holt-Winters recursion (statsmodels' own form).
+
+        A missing bucket (NaN) is taken as the model's own prediction, which leaves the level on
+        its damped trend and the season unchanged: no information, no update.
+        """
+        s_old = self.season[0]
+        base = self.level + self.phi * self.trend  # previous level on its damped trend
+        predicted = base + s_old
+        self.fitted.append(predicted)
+        if np.isnan(y):
+            y = predicted
+        level = self.alpha * (y - s_old) + (1 - self.alpha) * base
+        self.trend = self.beta * (level - self.level) + (1 - self.beta) * self.phi * self.trend
+        new_season = self.gamma * (y - base) + (1 - self.gamma) * s_old
+        self.level = level
+        self.season = np.append(self.season[1:], new_season)
+        self.data_end += self.model_step
+
+    def forecast(self, ahead: int) -> np.ndarray:
+        damped = np.cumsum(self.phi ** np.arange(1, ahead + 1))
+        seasonal = self.season[np.arange(ahead) % self.season.shape[0]]
+        return self.level + damped * self.trend + seasonal
+
+    def refresh_path(self, ahead: int) -> None:
+        self.path = np.concatenate([np.asarray(self.fitted), self.forecast(ahead)])
+        self.centers = self.start + self.model_step * (np.arange(self.path.shape[0]) + 0.5)
+        self.spread = None
 
 
 def _bucket(series: Series, model_step: float) -> tuple[float, np.ndarray]:
@@ -62,6 +102,11 @@ def _bucket(series: Series, model_step: float) -> tuple[float, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)
         means = np.nanmean(block, axis=1)
     return series.start + offset * series.step, means
+
+
+def _last_bucket_end(series: Series, model_step: float) -> float:
+    """End time of the last complete clock-aligned bucket of ``series`` (cheap: no data read)."""
+    return math.floor(series.end / model_step + 1e-9) * model_step
 
 
 def _fill(values: np.ndarray) -> np.ndarray:
@@ -103,21 +148,26 @@ class HoltWintersForecaster:
         step = series.step
         # Keep refit_every more than the fit window, so the last fit's first bucket stays in view.
         history = series.tail(int((self.history_days * 86_400 + self.refit_every) / step))
-        bucket_start, buckets = _bucket(history, self.model_step)
-        fit = self._update(series.key, series.end, bucket_start, buckets)
+        fit = self._fits.get(series.key)
+        if fit is None or _last_bucket_end(history, self.model_step) != fit.data_end or series.end - fit.fitted_at >= self.refit_every:
+            bucket_start, buckets = _bucket(history, self.model_step)
+            fit = self._update(series.key, series.end, bucket_start, buckets)
+            if fit is None:
+                level = float(np.nanmean(series.values[-_LEVEL_WINDOW:]))
+                return self._quantiles(series.key, series.end - step, step, np.full(horizon, level), None, "naive",
+                                       f"only {buckets.shape[0]} usable {self.model_step:.0f}s buckets of history")
         issued_at = series.end - step
-        future_t = series.end + step * np.arange(horizon)
-        if fit is None:
-            level = float(np.nanmean(series.values[-_LEVEL_WINDOW:]))
-            return self._quantiles(series.key, issued_at, step, np.full(horizon, level), None,
-                                   "naive", f"only {buckets.shape[0]} complete {self.model_step:.0f}s buckets of history")
-        base_hist = np.interp(history.start + step * np.arange(len(history)), fit.centers, fit.path)
-        residual = history.values - base_hist
+        # Residuals against the interpolated coarse model, only where they are used: the last few
+        # steps for the level correction, the last day for the error quantiles (once per bucket).
+        need = _LEVEL_WINDOW if fit.spread is not None and fit.spread_horizon >= horizon else int(86_400 / step) + horizon + _LEVEL_WINDOW
+        recent = history.tail(need)
+        residual = recent.values - np.interp(recent.start + step * np.arange(len(recent)), fit.centers, fit.path)
         tail = residual[-_LEVEL_WINDOW:]
         level_shift = float(np.nanmean(tail)) if not np.isnan(tail).all() else 0.0
-        point = np.interp(future_t, fit.centers, fit.path) + level_shift
-        if fit.spread is None or len(next(iter(fit.spread.values()))) < horizon:
+        point = np.interp(series.end + step * np.arange(horizon), fit.centers, fit.path) + level_shift
+        if fit.spread is None or fit.spread_horizon < horizon:
             fit.spread = self._spread(residual, horizon, int(86_400 / step))
+            fit.spread_horizon = horizon
         fell_back = None if fit.kind == "holt-winters" else (
             f"{fit.kind}: less than {self.min_buckets} buckets of history for a daily season")
         return self._quantiles(series.key, issued_at, step, point, fit.spread, f"{self.name}/{fit.kind}", fell_back)
@@ -152,47 +202,35 @@ class HoltWintersForecaster:
         if buckets.shape[0] < 6 or np.isnan(buckets).mean() > _MAX_GAP_SHARE:
             return None
         kind = "holt-winters" if buckets.shape[0] >= self.min_buckets else "holt"
+        data_end = bucket_start + buckets.shape[0] * self.model_step
         fit = self._fits.get(key)
-        stale = fit is None or fit.kind != kind or now - fit.fitted_at >= self.refit_every or bucket_start > fit.start
-        if stale:
+        if fit is None or fit.kind != kind or now - fit.fitted_at >= self.refit_every or fit.data_end < bucket_start:
             window = int(self.history_days * 86_400 / self.model_step)
             first = max(0, buckets.shape[0] - window)
-            fit = self._optimise(kind, bucket_start + first * self.model_step, now, _fill(buckets[first:]))
+            fit = self._optimise(kind, bucket_start + first * self.model_step, now, buckets[first:])
             self._fits[key] = fit
-        elif buckets.shape[0] == fit.n_buckets:
-            return fit
-        # Re-run with fixed parameters from the fit's own start, so its initial states still apply.
-        first = int(round((fit.start - bucket_start) / self.model_step))
-        data = _fill(buckets[first:])
-        model = self._model(kind, data, fit.params)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = model.fit(optimized=False, **{k: v for k, v in fit.params.items() if k.startswith(("smoothing", "damping"))})
-        ahead = int(math.ceil(3600 / self.model_step)) + 2
-        fit.path = np.concatenate([result.fittedvalues, result.forecast(ahead)])
-        fit.centers = fit.start + self.model_step * (np.arange(fit.path.shape[0]) + 0.5)
-        fit.n_buckets = buckets.shape[0]
-        fit.spread = None
+        # Advance the states over the buckets completed since (statsmodels is not re-run).
+        new = int(round((data_end - fit.data_end) / self.model_step))
+        if new > 0 or fit.path is None:
+            for y in buckets[buckets.shape[0] - new :] if new > 0 else ():
+                fit.advance(float(y))
+            fit.refresh_path(int(math.ceil(3600 / self.model_step)) + 2)
         return fit
 
-    def _model(self, kind: str, data: np.ndarray, params: dict | None):
+    def _optimise(self, kind: str, start: float, now: float, buckets: np.ndarray) -> _Fit:
+        """Optimise the smoothing parameters with statsmodels and keep its final states."""
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
         seasonal = kind == "holt-winters"
-        known = params is not None
-        kwargs = dict(trend="add", damped_trend=True, seasonal="add" if seasonal else None,
-                      seasonal_periods=self.season if seasonal else None,
-                      initialization_method="known" if known else "heuristic" if seasonal else "estimated")
-        if known:
-            kwargs.update(initial_level=params["initial_level"], initial_trend=params["initial_trend"])
-            if seasonal:
-                kwargs["initial_seasonal"] = params["initial_seasons"]
-        return ExponentialSmoothing(data, **kwargs)
-
-    def _optimise(self, kind: str, start: float, now: float, data: np.ndarray) -> _Fit:
+        model = ExponentialSmoothing(_fill(buckets), trend="add", damped_trend=True,
+                                     seasonal="add" if seasonal else None, seasonal_periods=self.season if seasonal else None,
+                                     initialization_method="heuristic" if seasonal else "estimated")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence chatter; the fit is checked by backtests
-            result = self._model(kind, data, None).fit()
-        params = {k: (np.asarray(v).copy() if np.ndim(v) else float(v)) for k, v in result.params.items()
-                  if k.startswith(("smoothing", "damping", "initial")) and v is not None}
-        return _Fit(kind, start, now, params)
+            warnings.simplefilter("ignore")  # convergence chatter; the fit is judged by backtests
+            result = model.fit()
+        p = result.params
+        season = np.asarray(result.season[-self.season :], dtype=float) if seasonal else np.zeros(1)
+        return _Fit(kind, start, now, float(p["smoothing_level"]), float(p["smoothing_trend"]),
+                    float(p["smoothing_seasonal"]) if seasonal else 0.0, float(p["damping_trend"]),
+                    float(result.level[-1]), float(result.trend[-1]), season, list(np.asarray(result.fittedvalues, dtype=float)),
+                    start + buckets.shape[0] * self.model_step, self.model_step)

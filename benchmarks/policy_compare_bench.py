@@ -1,0 +1,80 @@
+"""Reactive vs predictive vs oracle on the shared real traces, at several fleet sizes.
+
+For each trace in ``$AIOPS_DATA_DIR/traces`` (default ``../shared/data/traces`` beside the repo)
+and each fleet size, the trace is rescaled so its peak needs that many GPUs at the default
+workload's SLO capacity (exactly ``aiops simulate --scale-to N``), then simulated on the default
+cluster (8-GPU nodes, 6-minute provisioning, 3-minute replica startup). Prints SLO-violating
+minutes and cost per policy and writes ``benchmarks/results/policy_compare.json``.
+
+Issue 2's check: on the NASA trace, predictive has fewer SLO-violating minutes than reactive at no
+more than 1.1x reactive's cost.
+
+    python benchmarks/policy_compare_bench.py [--traces nasa] [--fleets 32,200,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from aiops.cli import _peak_gpus
+from simulations.config import default_config
+from simulations.replay import simulate
+from simulations.report import score
+from simulations.traces import load_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "policy_compare.json"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("AIOPS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", default="nasa", help="comma-separated substrings of trace file names ('' = all)")
+    parser.add_argument("--fleets", default="32,200,1000", help="peak GPUs to rescale each trace to")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    folder = data_dir() / "traces"
+    if not folder.is_dir():
+        print(f"no traces at {folder}: set AIOPS_DATA_DIR; nothing to do")
+        return
+    wanted = [w for w in args.traces.split(",")]
+    files = sorted(p for p in folder.glob("*.csv") if any(w in p.name for w in wanted))
+    config = default_config()
+    rows = []
+    print(f"{'trace':<40} {'GPUs':>5} {'policy':<11} {'SLO %':>8} {'viol. min':>9} {'cost $':>10} {'x reactive':>10} {'x oracle':>8} {'sec':>5}")
+    for path in files:
+        trace = load_trace(path)
+        for fleet in (float(f) for f in args.fleets.split(",")):
+            scaled = trace.scaled(fleet / _peak_gpus(trace, config))
+            started = time.perf_counter()
+            sim = simulate(scaled, config)
+            elapsed = time.perf_counter() - started
+            totals = score(sim).totals
+            base = totals["reactive"]["cost_usd"]
+            for policy, t in totals.items():
+                row = {"trace": path.name, "fleet_gpus": fleet, "policy": policy, **t,
+                       "cost_vs_reactive": t["cost_usd"] / base if base else None, "seconds_all_policies": elapsed}
+                rows.append(row)
+                print(f"{path.name:<40} {fleet:>5.0f} {policy:<11} {t['slo_attainment_pct']:>8.3f} {t['slo_violation_minutes']:>9,.0f} "
+                      f"{t['cost_usd']:>10,.0f} {row['cost_vs_reactive']:>10.3f} {t['cost_vs_oracle']:>8.3f} {elapsed:>5.0f}")
+            r, p = totals["reactive"], totals["predictive"]
+            ok = p["slo_violation_minutes"] < r["slo_violation_minutes"] and p["cost_usd"] <= 1.1 * r["cost_usd"]
+            print(f"  -> predictive {'MEETS' if ok else 'MISSES'} the issue-2 check (fewer violating minutes at <= 1.1x reactive cost)")
+    doc = {"benchmark": "policy_compare", "config": config.model_dump(mode="json"),
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+           "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
