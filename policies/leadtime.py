@@ -17,6 +17,7 @@ an upper forecast quantile it is the predictive policy's plan.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -28,6 +29,15 @@ from policies.types import ClusterState
 def lead_steps(seconds: float, step_seconds: float) -> int:
     """Whole steps a delay occupies (a 3-minute startup at 60 s steps is 3 steps)."""
     return max(0, math.ceil(seconds / step_seconds - 1e-9))
+
+
+def replicas_needed(demand_rps: np.ndarray, per_replica_rps: np.ndarray) -> np.ndarray:
+    """Whole replicas for a load: ``ceil(demand / per_replica)``.
+
+    The relative 1e-9 keeps float noise (12.000000000001 replicas) from asking for a whole extra
+    replica, while any positive demand, however small, still needs one.
+    """
+    return np.ceil(demand_rps / per_replica_rps * (1 - 1e-9))
 
 
 def running_max(values: np.ndarray, width: int) -> np.ndarray:
@@ -54,25 +64,40 @@ def forecast_path(forecast: Forecast, now: float, quantile: float, length: int) 
     return np.maximum(path, 0.0)
 
 
+@dataclass(frozen=True)
+class LeadPlan:
+    """Capacity sized for a forecast over the lead times.
+
+    Per workload: ``replicas`` wanted now (-1 where there is no forecast), what the forecast asked
+    for before min/max replicas (``wanted``), the forecast ``peaks`` over the replica lead time,
+    that lead time in seconds (``leads``) and whether max_replicas cut the plan (``clamped``); per pool the ``node_floor``; and the workloads with no forecast, with why.
+    """
+
+    replicas: np.ndarray
+    wanted: np.ndarray
+    peaks: np.ndarray
+    leads: np.ndarray
+    clamped: np.ndarray
+    node_floor: np.ndarray
+    missing: dict[str, str]
+
+
 def plan_from_forecasts(
     now: float,
     state: ClusterState,
     forecasts: Mapping[str, Forecast],
     quantile: float,
     target_utilization: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """Replicas and node floors sized for the forecast over each lead time.
-
-    Returns ``(replicas, peak_rps, lead_seconds, node_floor, missing)``: per workload the replicas
-    wanted now (-1 where no forecast), the forecast peak over the replica lead time and that lead
-    time; per pool the node floor; and the workloads with no forecast, with why.
-    """
+) -> LeadPlan:
+    """Replicas and node floors sized for the forecast over each lead time (see the module doc)."""
     wl, pools = state.workloads, state.node_pools
     step = state.step_seconds
     n = len(wl)
     replicas = np.full(n, -1, dtype=np.int64)
     peaks = np.full(n, np.nan)
     leads = np.zeros(n)
+    clamped = np.zeros(n, dtype=bool)
+    wanted = np.full(n, -1, dtype=np.int64)
     missing: dict[str, str] = {}
     pod_steps = [lead_steps(s, step) for s in wl.startup_seconds]
     node_steps = [lead_steps(s, step) for s in pools.provisioning_seconds]
@@ -85,7 +110,9 @@ def plan_from_forecasts(
         p = int(wl.pool[i])
         lp, ln = pod_steps[i], node_steps[p]
         demand = forecast_path(forecast, now, quantile, lp + ln + 1)
-        need = np.ceil(demand / (wl.capacity_rps[i] * target_utilization) - 1e-9)
+        need = replicas_needed(demand, wl.capacity_rps[i] * target_utilization)
+        wanted[i] = int(need[: lp + 1].max())
+        clamped[i] = wanted[i] > wl.max_replicas[i]
         need = np.clip(need, wl.min_replicas[i], wl.max_replicas[i])
         bound = running_max(need, lp)  # replicas that must exist (bound to a GPU) at each step
         replicas[i] = int(bound[0])
@@ -96,4 +123,4 @@ def plan_from_forecasts(
         [min(math.ceil(inner[p].max() / pools.gpus_per_node[p] - 1e-9), int(pools.max_nodes[p])) for p in range(len(pools))],
         dtype=np.int64,
     )
-    return replicas, peaks, leads, node_floor, missing
+    return LeadPlan(replicas, wanted, peaks, leads, clamped, node_floor, missing)

@@ -34,19 +34,20 @@ def decide(
     config: OracleConfig,
 ) -> tuple[DecisionBatch, DecisionLog]:
     wl = state.workloads
-    planned, peaks, leads, node_floor, missing = plan_from_forecasts(now, state, forecasts or {}, 1.0, 1.0)
-    no_forecast = planned < 0
-    desired = np.where(no_forecast, wl.replicas, planned).astype(np.int64)
+    plan = plan_from_forecasts(now, state, forecasts or {}, 1.0, 1.0)
+    no_forecast = plan.replicas < 0
+    desired = np.where(no_forecast, wl.replicas, plan.replicas).astype(np.int64)
     reasons = np.where(no_forecast, int(ReasonCode.FALLBACK_FORECAST), int(ReasonCode.ORACLE))
+    reasons = reasons | np.where(plan.clamped, int(ReasonCode.CLAMPED_MAX), 0)
     batch = DecisionBatch(
         policy=NAME,
         decided_at=now,
         replicas=desired,
-        proposed=desired,
+        proposed=np.where(no_forecast, wl.replicas, plan.wanted),
         reasons=reasons,
-        node_floor=node_floor,
-        detail={"forecast": desired, "forecast_peak": peaks, "lead": leads},
+        node_floor=plan.node_floor,
+        detail={"forecast": np.where(no_forecast, wl.replicas, plan.wanted), "forecast_peak": plan.peaks, "lead": plan.leads},
         params={"quantile": 1.0},
-        fallbacks=missing,
+        fallbacks=plan.missing,
     )
     return batch, log.aligned(wl.names)

@@ -7,6 +7,10 @@ the same forecast over ``[t, t + provisioning + startup]`` sets a node floor, so
 before the replicas that need them (live, the floor is held with placeholder pods). The reactive
 (HPA) answer is a floor: a bad forecast can only add capacity early, never take it away too soon.
 A workload with no usable forecast is decided by reactive alone, and its reason says so.
+
+With ``fill_idle_gpus`` (the default), GPUs left idle on the nodes the plan pays for anyway run warm
+replicas (:func:`policies.packing.fill_billed_gpus`): no extra cost, and a burst is absorbed at
+once instead of after a replica startup.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from forecasters.series import Forecast
 from policies import reactive
 from policies.leadtime import plan_from_forecasts
+from policies.packing import fill_billed_gpus
 from policies.types import ClusterState, DecisionBatch, DecisionLog, ReasonCode
 
 NAME = "predictive"
@@ -28,6 +33,7 @@ NAME = "predictive"
 class PredictiveConfig:
     quantile: float = 0.95
     target_utilization: float = 0.9
+    fill_idle_gpus: bool = True
     reactive: reactive.ReactiveConfig = field(default_factory=reactive.ReactiveConfig)
 
 
@@ -40,27 +46,31 @@ def decide(
 ) -> tuple[DecisionBatch, DecisionLog]:
     wl = state.workloads
     floor, log = reactive.decide(now, state, None, log, config.reactive)
-    planned, peaks, leads, node_floor, missing = plan_from_forecasts(
-        now, state, forecasts or {}, config.quantile, config.target_utilization
-    )
-    no_forecast = planned < 0
-    forecast_wins = ~no_forecast & (planned > floor.replicas)
-    desired = np.minimum(np.where(forecast_wins, planned, floor.replicas), wl.max_replicas)
+    plan = plan_from_forecasts(now, state, forecasts or {}, config.quantile, config.target_utilization)
+    no_forecast = plan.replicas < 0
+    forecast_wins = ~no_forecast & (plan.replicas > floor.replicas)
+    sized = np.where(forecast_wins, plan.replicas, floor.replicas)
+    desired = fill_billed_gpus(state, sized, plan.node_floor) if config.fill_idle_gpus else sized
 
-    reasons = floor.reasons & ~np.int64(ReasonCode.CLAMPED_MAX)
+    # Reasons: reactive's own (how its answer came about), except a max clamp the winner did not hit,
+    # then which of the two won, then warm replicas on idle billed GPUs.
+    clamp_bits = int(ReasonCode.CLAMPED_MAX | ReasonCode.CLAMPED_MIN)
+    reasons = np.where(forecast_wins, floor.reasons & ~clamp_bits, floor.reasons)
     reasons = reasons | np.where(no_forecast, int(ReasonCode.FALLBACK_FORECAST),
                                  np.where(forecast_wins, int(ReasonCode.FORECAST_UP), int(ReasonCode.REACTIVE_FLOOR)))
-    reasons = reasons | np.where(np.maximum(planned, floor.proposed) > wl.max_replicas, int(ReasonCode.CLAMPED_MAX), 0)
+    reasons = reasons | np.where(forecast_wins & plan.clamped, int(ReasonCode.CLAMPED_MAX), 0)
+    reasons = reasons | np.where(desired > sized, int(ReasonCode.WARM_FILL), 0)
     batch = DecisionBatch(
         policy=NAME,
         decided_at=now,
         replicas=desired.astype(np.int64),
-        proposed=np.maximum(planned, floor.proposed),
+        proposed=np.maximum(plan.wanted, floor.proposed),
         reasons=reasons,
-        node_floor=node_floor,
-        detail={**floor.detail, "forecast": np.maximum(planned, 0), "forecast_peak": peaks, "lead": leads},
+        node_floor=plan.node_floor,
+        detail={**floor.detail, "floor": floor.replicas, "forecast": np.maximum(plan.wanted, 0),
+                "forecast_peak": plan.peaks, "lead": plan.leads, "sized": sized, "warm": desired - sized},
         params={**floor.params, "quantile": config.quantile,
-                "node_lead": float((state.node_pools.provisioning_seconds.max(initial=0)) + wl.startup_seconds.max(initial=0))},
-        fallbacks=missing,
+                "node_lead": float(state.node_pools.provisioning_seconds.max(initial=0) + wl.startup_seconds.max(initial=0))},
+        fallbacks=plan.missing,
     )
     return batch, log

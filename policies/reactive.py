@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from forecasters.series import Forecast
+from policies.leadtime import replicas_needed
 from policies.types import ClusterState, DecisionBatch, DecisionLog, ReasonCode
 
 NAME = "reactive"
@@ -61,8 +62,7 @@ def decide(
     safe_demand = np.where(missing, 0.0, demand)
 
     # The HPA's arithmetic: a proposal from the ratio, unless the ratio is within tolerance.
-    # 1e-9 keeps float noise (e.g. 12.000000001) from asking for a whole extra replica.
-    raw = np.ceil(safe_demand / per_replica_target - 1e-9).astype(np.int64)
+    raw = replicas_needed(safe_demand, per_replica_target).astype(np.int64)
     ratio = safe_demand / (per_replica_target * np.maximum(current, 1))
     within = (current > 0) & (np.abs(ratio - 1.0) <= config.tolerance)
     recommendation = np.where(within | missing, current, raw)

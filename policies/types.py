@@ -35,6 +35,7 @@ class ReasonCode(enum.IntFlag):
     FALLBACK_FORECAST = enum.auto()  # no usable forecast: reactive alone decided
     ORACLE = enum.auto()  # sized from exactly known future demand
     NODES_AHEAD = enum.auto()  # node pool held or grown ahead of replicas that will need it
+    WARM_FILL = enum.auto()  # extra replicas on idle GPUs of nodes that are billed anyway
 
 
 # One sentence per code, formatted with the per-workload figures in DecisionBatch.detail.
@@ -46,11 +47,12 @@ _TEMPLATES: dict[ReasonCode, str] = {
     ReasonCode.CLAMPED_MAX: "capped at max replicas {max:.0f}",
     ReasonCode.CLAMPED_MIN: "raised to min replicas {min:.0f}",
     ReasonCode.STALE_METRICS: "the demand metric is missing, so the count holds at {current:.0f} (never scale down on missing data)",
-    ReasonCode.FORECAST_UP: "forecast q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {reactive:.0f})",
-    ReasonCode.REACTIVE_FLOOR: "reactive's {reactive:.0f} is at least the forecast's {forecast:.0f}, so the reactive floor won",
+    ReasonCode.FORECAST_UP: "forecast q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {floor:.0f})",
+    ReasonCode.REACTIVE_FLOOR: "reactive's {floor:.0f} is at least the forecast's {forecast:.0f}, so the reactive floor won",
     ReasonCode.FALLBACK_FORECAST: "no usable forecast ({fallback}), so reactive alone decided",
     ReasonCode.ORACLE: "known demand peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs exactly {forecast:.0f}",
     ReasonCode.NODES_AHEAD: "nodes requested ahead for the forecast over the next {lead:.0f} s",
+    ReasonCode.WARM_FILL: "{warm:.0f} more kept warm on idle GPUs of nodes already billed (sized {sized:.0f})",
 }
 
 

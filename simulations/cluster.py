@@ -16,7 +16,8 @@ One step ``t`` (of ``step_seconds``), in order:
    spans nodes and ``gpus_per_replica`` divides ``gpus_per_node`` in the configs we ship, so no
    capacity is lost to fragmentation.
 4. **Bind.** Pending replicas take free GPUs on ready nodes, workloads in config order within a
-   pool; a bound replica is *starting* and becomes ready ``startup_seconds`` later.
+   pool (a replica too large for what is left leaves it to the next workload); a bound replica is
+   *starting* and becomes ready ``startup_seconds`` later.
 5. **Remove idle nodes.** A node unneeded for ``idle_removal_seconds`` goes: the pool keeps the
    largest need seen over that window (that is exactly "remove a node once it has been empty for
    the idle delay", when a newly needed node reuses the most recently emptied one). Provisioning
@@ -239,15 +240,30 @@ class SimulatedCluster:
         self.ready -= np.minimum(self.ready, shrink)
 
     def _bind(self, bound: np.ndarray) -> None:
+        """Bind pending replicas to free GPUs, workloads in config order within each pool.
+
+        A vectorised pass handles the usual case; where a workload's replica did not fit (a larger
+        ``gpus_per_replica``) but GPUs are still free, a second pass in order gives them to the
+        workloads after it, so no GPU idles while a replica that fits waits.
+        """
         free = self.nodes_ready * self.gpn - self.pool_sum(bound * self.gpr)
         order = self._order
         want = (self.pending * self.gpr)[order]
         cum = np.cumsum(want)
         before = cum - want
-        before = before - (before[self._group_start] if not self._one_pool else 0)
+        before = before - before[self._group_start]
         room = np.clip(free[self._pool_sorted] - before, 0, want)
         bind = np.empty_like(want)
         bind[order] = room // self.gpr[order]
+        left = free - self.pool_sum(bind * self.gpr)
+        still = self.pending - bind
+        if (left > 0).any() and still.any():
+            for i in order:  # config order within pools: rare, only with mixed replica sizes
+                p = self.pool_of[i]
+                extra = min(int(still[i]), int(left[p] // self.gpr[i]))
+                if extra > 0:
+                    bind[i] += extra
+                    left[p] -= extra * self.gpr[i]
         if not bind.any():
             return
         self.pending -= bind

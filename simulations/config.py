@@ -457,6 +457,14 @@ class PredictiveConfig(_Section):
             "2 days is two daily cycles, the fewest a seasonal fit can use."
         ),
     )
+    fill_idle_gpus: bool = Field(
+        default=True,
+        description=(
+            "Run warm replicas on GPUs left idle on the nodes the plan pays for anyway (nodes "
+            "come in whole units). True by default: it costs no extra GPU-hour and a warm replica "
+            "absorbs a burst at once; turn it off where other tenants use those GPUs."
+        ),
+    )
 
     @field_validator("min_history_days")
     @classmethod

@@ -27,6 +27,7 @@ from forecasters.series import Forecast, Series
 from policies import POLICIES
 from policies.leadtime import lead_steps, plan_from_forecasts
 from policies.oracle import OracleConfig
+from policies.packing import nodes_for
 from policies.predictive import PredictiveConfig
 from policies.reactive import ReactiveConfig
 from policies.types import ClusterState, DecisionLog, PoolTable, WorkloadTable
@@ -117,7 +118,8 @@ def policy_config(name: str, config: SimConfig):
     if name == "reactive":
         return reactive
     if name == "predictive":
-        return PredictiveConfig(quantile=p.predictive.quantile, target_utilization=p.predictive.target_utilization, reactive=reactive)
+        return PredictiveConfig(quantile=p.predictive.quantile, target_utilization=p.predictive.target_utilization,
+                                fill_idle_gpus=p.predictive.fill_idle_gpus, reactive=reactive)
     return OracleConfig()
 
 
@@ -159,10 +161,9 @@ def initial_state(wl: WorkloadTable, pools: PoolTable, demand: np.ndarray, start
     horizon = _horizon(wl, pools, step)
     state = ClusterState(start, step, wl, pools)
     exact = {name: Forecast.exact(name, start - step, step, demand[:horizon, i]) for i, name in enumerate(wl.names)}
-    replicas, _, _, floor, _ = plan_from_forecasts(start, state, exact, 1.0, 1.0)
-    gpus = np.bincount(wl.pool, weights=replicas * wl.gpus_per_replica, minlength=len(pools))
-    nodes = np.maximum(np.ceil(gpus / pools.gpus_per_node - 1e-9).astype(np.int64), np.maximum(floor, pools.min_nodes))
-    return replicas, np.minimum(nodes, pools.max_nodes)
+    plan = plan_from_forecasts(start, state, exact, 1.0, 1.0)
+    nodes = np.maximum(nodes_for(state, plan.replicas), np.maximum(plan.node_floor, pools.min_nodes))
+    return plan.replicas, np.minimum(nodes, pools.max_nodes)
 
 
 def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, pools: PoolTable, latency: LatencyModel,

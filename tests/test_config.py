@@ -209,6 +209,7 @@ policies:
     refit_every_seconds: 3600.0
     history_days: 7.0
     min_history_days: 1.0
+    fill_idle_gpus: false
   oracle: {}
   enabled: [oracle, reactive]
 """
