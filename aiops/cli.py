@@ -145,6 +145,8 @@ def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scal
         trace = load_trace(trace_path)
     if scale_to is not None:
         trace = trace.scaled(scale_to / _peak_gpus(trace, config))
+    for warning in _capacity_warnings(trace, config):
+        click.echo(f"warning: {warning}", err=True)
 
     names = names or list(config.policies.enabled)
     pools = ", ".join(f"{p.name} ({p.gpus_per_node} GPUs/node, {p.provisioning_seconds / 60:g} min to provision, "
@@ -177,6 +179,31 @@ def _peak_gpus(trace, config) -> float:
     if not peak > 0:
         raise InputError(trace.source, "--scale-to needs a trace with some non-zero demand")
     return peak
+
+
+def _capacity_warnings(trace, config) -> list[str]:
+    """Limits the trace's peak cannot fit in: the oracle will miss its SLO there too."""
+    import math
+
+    import numpy as np
+
+    out = []
+    peak = np.nanmax(np.asarray(trace.values), axis=0)
+    pool_gpus: dict[str, float] = {}
+    for name, value in zip(trace.workloads, peak):
+        w = config.workload_for(name)
+        replicas = math.ceil(float(value) / w.capacity_rps) if np.isfinite(value) else 0
+        if replicas > w.max_replicas:
+            out.append(f"workload {name!r} peaks at {value:,.1f} rps, which needs {replicas} replicas at its SLO "
+                       f"capacity; max_replicas is {w.max_replicas}")
+        pool = config.pool(w.node_pool).name
+        pool_gpus[pool] = pool_gpus.get(pool, 0.0) + replicas * w.gpus_per_replica
+    for pool in config.node_pools:
+        limit = pool.max_nodes * pool.gpus_per_node
+        if pool_gpus.get(pool.name, 0) > limit:
+            out.append(f"node pool {pool.name!r}: workload peaks add up to {pool_gpus[pool.name]:,.0f} GPUs, above its "
+                       f"{limit} (max_nodes {pool.max_nodes} x {pool.gpus_per_node}); raise node_pools[].max_nodes in --config")
+    return out
 
 
 def _run_with_progress(run, trace, config, names, show: bool, console):

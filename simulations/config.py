@@ -49,7 +49,7 @@ from pydantic import (
     field_validator,
 )
 
-from simulations.errors import ConfigError
+from simulations.errors import ConfigError, read_text
 
 __all__ = [
     "LatencyModelConfig",
@@ -659,7 +659,7 @@ def load_config(path: str | os.PathLike[str] | None) -> SimConfig:
     if path is None:
         return default_config()
     where = os.fspath(path)
-    data = _parse_yaml(_read_text(where), where)
+    data = _parse_yaml(read_text(where, ConfigError, "config file"), where)
     return config_from_mapping({} if data is None else data, where)
 
 
@@ -676,20 +676,6 @@ def config_from_mapping(data: Mapping[str, Any], where: str = "<config>") -> Sim
 def config_json_schema() -> dict[str, Any]:
     """JSON schema of the configuration file, with every field's description and default."""
     return SimConfig.model_json_schema()
-
-
-def _read_text(where: str) -> str:
-    try:
-        # utf-8-sig: accept (and drop) the byte-order mark some editors write.
-        return Path(where).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(where, "no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(where, "is a directory, not a file") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(where, f"not UTF-8 text (bad byte at offset {error.start})") from None
-    except OSError as error:
-        raise ConfigError(where, f"cannot read: {error.strerror or error}") from None
 
 
 def _parse_yaml(text: str, where: str) -> Any:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulations.errors import TraceError
+from simulations.errors import TraceError, read_text
 
 __all__ = [
     "Trace",
@@ -264,7 +264,7 @@ def load_trace(path: str | os.PathLike) -> Trace:
     Raises :class:`TraceError` (``PATH:LINE: problem``) for anything it cannot use.
     """
     where = os.fspath(path)
-    text = _read_text(where)
+    text = read_text(where, TraceError, "trace file")
     header, records, field_count_problem = _read_records(where, text)
     has_workload = len(header) == 3
     lines = np.fromiter((line for line, _ in records), dtype=np.int64, count=len(records))
@@ -314,29 +314,6 @@ def load_trace(path: str | os.PathLike) -> Trace:
                 f"workload {name!r} has no values (all its rows are blank or NaN)",
             )
     return Trace(source=where, start=start, step_seconds=step, workloads=names, values=grid)
-
-
-def _read_text(where: str) -> str:
-    """The file's text, or TraceError for missing/unreadable/non-UTF-8 files."""
-    try:
-        with open(where, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise TraceError(where, "no such file") from None
-    except IsADirectoryError:
-        raise TraceError(where, "is a directory, not a trace file") from None
-    except PermissionError:
-        raise TraceError(where, "permission denied") from None
-    except OSError as e:
-        raise TraceError(where, f"cannot read file: {e.strerror or e}") from None
-    try:
-        # utf-8-sig: a byte-order mark (as written by some spreadsheet exports) is dropped.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise TraceError(
-            f"{where}:{line}", f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
-        ) from None
 
 
 def _read_records(

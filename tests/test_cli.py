@@ -210,3 +210,12 @@ def test_python_dash_m_aiops_and_console_script_both_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "aiops", "simulate", "--trace", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "bad.csv:2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_scale_beyond_pool_limits_warns_on_one_line_each(tmp_path):
+    trace = short_trace(tmp_path / "t.csv", rows=30)
+    result = run("--trace", str(trace), "--scale-to", "1000", "--policies", "reactive")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "max_replicas is 512" in warnings[0] and "max_nodes 64 x 8" in warnings[1]

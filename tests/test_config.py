@@ -461,7 +461,7 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes("simulation: {seed: 1}  # caf\u00e9\n".encode("latin-1"))
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert caught.value.where == str(path)
+    assert caught.value.where == f"{path}:1"  # the line of the bad byte
     assert "UTF-8" in caught.value.problem
 
 
