@@ -113,6 +113,8 @@ def _output_path(option: str, value: str | None) -> str | None:
 @click.option("--policies", "policies", metavar="LIST", help="Comma-separated subset of reactive,predictive,oracle "
               "(default: the config's `policies.enabled`, all three).")
 @click.option("--json", "json_path", metavar="OUT", help="Write every figure as JSON (schema_version 1).")
+@click.option("--decisions", "decisions_path", metavar="OUT.jsonl",
+              help="Write every scaling change as a JSON line: target, counts, the policy and its reasons.")
 @click.option("--plot", "plot_path", metavar="OUT.png", help="Draw demand vs ready capacity, nodes and latency per policy.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of the synthetic default trace (overrides simulation.seed). The simulation itself is deterministic.")
@@ -120,7 +122,7 @@ def _output_path(option: str, value: str | None) -> str | None:
               help="Rescale the trace so that its peak needs this many GPUs at the workloads' SLO capacity.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
 @_input_errors
-def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scale_to, progress) -> None:
+def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_path, seed, scale_to, progress) -> None:
     from rich.console import Console
 
     from simulations.config import load_config
@@ -135,6 +137,7 @@ def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scal
     names = _policies(policies)
     json_path = _output_path("--json", json_path)
     plot_path = _output_path("--plot", plot_path)
+    decisions_path = _output_path("--decisions", decisions_path)
     config = load_config(config_path)
     if seed is not None:
         config = config.model_copy(update={"simulation": config.simulation.model_copy(update={"seed": seed})})
@@ -151,11 +154,13 @@ def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scal
     names = names or list(config.policies.enabled)
     pools = ", ".join(f"{p.name} ({p.gpus_per_node} GPUs/node, {p.provisioning_seconds / 60:g} min to provision, "
                       f"${p.price_per_gpu_hour:g}/GPU-h)" for p in config.node_pools)
-    console.print(f"Simulating {trace.n_steps * trace.step_seconds / 86400:.1f} days of {trace.source}: "
-                  f"{len(trace.workloads)} workload(s) on {pools}; policies: {', '.join(names)}", highlight=False)
+    days = trace.n_steps * trace.step_seconds / 86400
+    console.print(f"Simulating {days:.1f} days of {trace.source}: {len(trace.workloads)} workload(s), "
+                  f"{trace.step_seconds:g} s steps", highlight=False)
+    console.print(f"node pools: {pools}; policies: {', '.join(names)}", highlight=False)
     started = time.perf_counter()
     show = errors.is_terminal if progress is None else progress
-    sim = _run_with_progress(run, trace, config, names, show, errors)
+    sim = _run_with_progress(run, trace, config, names, show, errors, record=decisions_path is not None)
     scores = score(sim)
     console.print(render_table(sim, scores))
     for line in verdict(scores):
@@ -163,6 +168,12 @@ def simulate(trace_path, config_path, policies, json_path, plot_path, seed, scal
     if json_path:
         write_json(to_document(sim, scores), json_path)
         console.print(f"wrote {json_path}", highlight=False)
+    if decisions_path:
+        with open(decisions_path, "w", encoding="utf-8") as fh:
+            for run_ in sim.runs.values():
+                for decision in run_.decisions:
+                    fh.write(decision.to_json() + "\n")
+        console.print(f"wrote {decisions_path}", highlight=False)
     if plot_path:
         plot(sim, plot_path)
         console.print(f"wrote {plot_path}", highlight=False)
@@ -206,7 +217,7 @@ def _capacity_warnings(trace, config) -> list[str]:
     return out
 
 
-def _run_with_progress(run, trace, config, names, show: bool, console):
+def _run_with_progress(run, trace, config, names, show: bool, console, record: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from simulations.replay import prepare
@@ -215,7 +226,7 @@ def _run_with_progress(run, trace, config, names, show: bool, console):
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not show, transient=True) as bar:
         task = bar.add_task("simulate", total=steps)
-        return run(trace, config, names, progress=lambda k: bar.advance(task, k))
+        return run(trace, config, names, progress=lambda k: bar.advance(task, k), record_decisions=record)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ from policies.oracle import OracleConfig
 from policies.packing import nodes_for
 from policies.predictive import PredictiveConfig
 from policies.reactive import ReactiveConfig
-from policies.types import ClusterState, DecisionLog, PoolTable, WorkloadTable
+from policies.types import ClusterState, DecisionLog, PoolTable, ScalingDecision, WorkloadTable
 from simulations.cluster import LatencyModel, SimulatedCluster
 from simulations.config import SimConfig, WorkloadConfig
 from simulations.errors import InputError
@@ -59,6 +59,7 @@ class PolicyRun:
     replica_actions: np.ndarray  # [N] steps whose desired count changed
     node_actions: np.ndarray  # [P] nodes added or removed
     forecast_fallback_steps: np.ndarray  # [N] steps decided without the policy's own forecast model
+    decisions: tuple[ScalingDecision, ...] = ()  # every change, with reasons (when recorded)
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,20 @@ def prepare(trace: Trace, config: SimConfig) -> tuple[Trace, np.ndarray, np.ndar
 
 
 def simulate(trace: Trace, config: SimConfig, policies: Sequence[str] | None = None,
-             progress: ProgressFn | None = None) -> Simulation:
-    """Replay ``trace`` under each policy (default: the config's enabled ones)."""
+             progress: ProgressFn | None = None, record_decisions: bool = False) -> Simulation:
+    """Replay ``trace`` under each policy (default: the config's enabled ones).
+
+    With ``record_decisions`` every change a policy makes is kept as a :class:`ScalingDecision`
+    with its reasons (``PolicyRun.decisions``).
+    """
     policies = list(policies or config.policies.enabled)
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise InputError("--policies", f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
     trace, demand, gaps = prepare(trace, config)
     wl, pools, latency, idle, workloads = tables(config, trace.workloads)
-    runs = {name: run_policy(name, trace, demand, wl, pools, latency, idle, config, progress) for name in policies}
+    runs = {name: run_policy(name, trace, demand, wl, pools, latency, idle, config, progress, record_decisions)
+            for name in policies}
     return Simulation(trace, demand, gaps, workloads, config, runs)
 
 
@@ -167,7 +173,8 @@ def initial_state(wl: WorkloadTable, pools: PoolTable, demand: np.ndarray, start
 
 
 def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, pools: PoolTable, latency: LatencyModel,
-               idle: np.ndarray, config: SimConfig, progress: ProgressFn | None = None) -> PolicyRun:
+               idle: np.ndarray, config: SimConfig, progress: ProgressFn | None = None,
+               record_decisions: bool = False) -> PolicyRun:
     step, start = trace.step_seconds, trace.start
     observed = np.asarray(trace.values)
     n_steps, n = demand.shape
@@ -198,6 +205,7 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     fallback_steps = np.zeros(n, dtype=np.int64)
     nan_row = np.full(n, np.nan)
     hours = step / 3600.0
+    decisions: list[ScalingDecision] = []
     history_steps = int(((forecaster.history_days * 86_400 + forecaster.refit_every) / step) if forecaster else 0)
 
     for t in range(n_steps):
@@ -218,6 +226,8 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
         elif name == "oracle":
             forecasts = {key: Forecast.exact(key, now - step, step, demand[t : t + horizon, i]) for i, key in enumerate(wl.names)}
         batch, log = decide(now, state, forecasts, log, cfg)
+        if record_decisions:
+            decisions.extend(batch.decisions(state, only_changes=True))
         out = cluster.step(batch.replicas, batch.node_floor, demand[t])
 
         p95[t] = out.p95
@@ -239,4 +249,4 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
 
     return PolicyRun(name, p95, slo_ok, ready, spec, nodes, nodes_ready, allocated, billed,
                      demand.sum(axis=0) * step, served_total, cluster.backlog.copy(), replica_actions, node_actions,
-                     fallback_steps)
+                     fallback_steps, tuple(decisions))

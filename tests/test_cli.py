@@ -219,3 +219,18 @@ def test_scale_beyond_pool_limits_warns_on_one_line_each(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 2
     assert "max_replicas is 512" in warnings[0] and "max_nodes 64 x 8" in warnings[1]
+
+
+def test_decisions_jsonl_holds_every_change_with_reasons(tmp_path):
+    from policies.types import ScalingDecision
+
+    trace = short_trace(tmp_path / "t.csv")
+    out = tmp_path / "d.jsonl"
+    result = run("--trace", str(trace), "--policies", "reactive,oracle", "--decisions", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = [ScalingDecision.from_json(line) for line in out.read_text().splitlines()]
+    assert {d.policy for d in decisions} == {"reactive", "oracle"}
+    for d in decisions:
+        assert d.reasons, d
+        assert d.target in d.explain() and str(d.desired) in d.explain()
+        assert d.desired != d.current or d.kind == "nodes"
