@@ -154,8 +154,9 @@ def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_
     names = names or list(config.policies.enabled)
     pools = ", ".join(f"{p.name} ({p.gpus_per_node} GPUs/node, {p.provisioning_seconds / 60:g} min to provision, "
                       f"${p.price_per_gpu_hour:g}/GPU-h)" for p in config.node_pools)
-    days = trace.n_steps * trace.step_seconds / 86400
-    console.print(f"Simulating {days:.1f} days of {trace.source}: {len(trace.workloads)} workload(s), "
+    seconds = trace.n_steps * trace.step_seconds
+    span = f"{seconds / 86400:.1f} days" if seconds >= 86400 else f"{seconds / 3600:.1f} hours"
+    console.print(f"Simulating {span} of {trace.source}: {len(trace.workloads)} workload(s), "
                   f"{trace.step_seconds:g} s steps", highlight=False)
     console.print(f"node pools: {pools}; policies: {', '.join(names)}", highlight=False)
     started = time.perf_counter()

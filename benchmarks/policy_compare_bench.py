@@ -10,7 +10,7 @@ minutes and cost per policy and writes ``benchmarks/results/policy_compare.json`
 Issue 2's check: on the NASA trace, predictive has fewer SLO-violating minutes than reactive at no
 more than 1.1x reactive's cost.
 
-    python benchmarks/policy_compare_bench.py [--traces nasa] [--fleets 32,200,1000]
+    python benchmarks/policy_compare_bench.py [--traces nasa,servegen] [--fleets 32,200,1000]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def config_for(fleet: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", default="nasa", help="comma-separated substrings of trace file names ('' = all)")
+    parser.add_argument("--traces", default="", help="comma-separated substrings of trace file names (default: all)")
     parser.add_argument("--fleets", default="32,200,1000", help="peak GPUs to rescale each trace to")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()

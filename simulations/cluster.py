@@ -257,13 +257,13 @@ class SimulatedCluster:
         bind[order] = room // self.gpr[order]
         left = free - self.pool_sum(bind * self.gpr)
         still = self.pending - bind
-        if (left > 0).any() and still.any():
-            for i in order:  # config order within pools: rare, only with mixed replica sizes
-                p = self.pool_of[i]
-                extra = min(int(still[i]), int(left[p] // self.gpr[i]))
-                if extra > 0:
-                    bind[i] += extra
-                    left[p] -= extra * self.gpr[i]
+        fits = order[(still[order] > 0) & (left[self._pool_sorted] >= self.gpr[order])]
+        for i in fits:  # config order within pools; only happens with mixed replica sizes in a pool
+            p = self.pool_of[i]
+            extra = min(int(still[i]), int(left[p] // self.gpr[i]))
+            if extra > 0:
+                bind[i] += extra
+                left[p] -= extra * self.gpr[i]
         if not bind.any():
             return
         self.pending -= bind

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from simulations.errors import InputError, TraceError
 from simulations.traces import Trace, fill_gaps, load_trace, synthetic_llm_trace, write_trace
 
-REAL_TRACES = Path("/work/shared/data/traces")
+# The shared data beside the repo (or $AIOPS_DATA_DIR), as the benchmarks read it; skipped when absent.
+REAL_TRACES = Path(os.environ.get("AIOPS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "traces"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp()
 
 
