@@ -18,6 +18,7 @@ empty nodes go after the pool's idle delay. The simulator plays that part.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -38,12 +39,15 @@ class ReactiveConfig:
     scale_down_stabilization_seconds: float = 300.0
 
 
+_GUARDRAIL_BITS = np.array([int(ReasonCode.STABILIZED), int(ReasonCode.RATE_LIMITED),
+                            int(ReasonCode.CLAMPED_MAX), int(ReasonCode.CLAMPED_MIN)], dtype=np.int64)
+
+
 def scale_up_limit(current: np.ndarray, step_seconds: float) -> np.ndarray:
     """The HPA default scale-up policy (max of +100% and +4 pods per 15 s) over one step."""
     periods = max(step_seconds / HPA_SYNC_SECONDS, 1.0)
     doubled = np.ceil(np.maximum(current, 1) * 2.0**periods)
-    added = current + np.ceil(4 * periods)
-    return np.maximum(doubled, added).astype(np.int64)
+    return np.maximum(doubled, current + math.ceil(4 * periods)).astype(np.int64)
 
 
 def decide(
@@ -55,7 +59,7 @@ def decide(
 ) -> tuple[DecisionBatch, DecisionLog]:
     wl = state.workloads
     log = log.aligned(wl.names)
-    current = wl.replicas.astype(np.int64)
+    current = np.asarray(wl.replicas, dtype=np.int64)
     demand = wl.demand_rps
     missing = np.isnan(demand)
     per_replica_target = wl.capacity_rps * config.target_utilization
@@ -69,8 +73,8 @@ def decide(
 
     # Stabilize scale-down: never go below the largest recommendation in the window.
     window = config.scale_down_stabilization_seconds
-    stabilized_floor = log.max_since(now - window, recommendation)
     new_log = log.appended(now, recommendation, keep_seconds=window)
+    stabilized_floor = new_log.recommendations.max(axis=0)  # the log now holds exactly the window
     desired = np.where(recommendation < current, np.minimum(current, stabilized_floor), recommendation)
     stabilized = desired > recommendation
 
@@ -82,12 +86,10 @@ def decide(
     clamped_min = desired < wl.min_replicas
     desired = np.minimum(np.maximum(desired, wl.min_replicas), wl.max_replicas)
 
-    reasons = np.where(missing, int(ReasonCode.STALE_METRICS),
-                       np.where(within, int(ReasonCode.WITHIN_TOLERANCE), int(ReasonCode.REACTIVE)))
-    reasons = reasons | np.where(stabilized, int(ReasonCode.STABILIZED), 0)
-    reasons = reasons | np.where(rate_limited, int(ReasonCode.RATE_LIMITED), 0)
-    reasons = reasons | np.where(clamped_max, int(ReasonCode.CLAMPED_MAX), 0)
-    reasons = reasons | np.where(clamped_min, int(ReasonCode.CLAMPED_MIN), 0)
+    base = np.where(missing, int(ReasonCode.STALE_METRICS),
+                    np.where(within, int(ReasonCode.WITHIN_TOLERANCE), int(ReasonCode.REACTIVE)))
+    flags = np.stack([stabilized, rate_limited, clamped_max, clamped_min])
+    reasons = base | (_GUARDRAIL_BITS @ flags)
 
     batch = DecisionBatch(
         policy=NAME,

@@ -172,7 +172,7 @@ class DecisionLog:
 
     def aligned(self, names: tuple[str, ...]) -> "DecisionLog":
         """The same log for another set of workloads (added ones start with no history)."""
-        if names == self.names:
+        if names is self.names or names == self.names:
             return self
         index = {n: i for i, n in enumerate(self.names)}
         recs = np.full((len(self.times), len(names)), -1, dtype=np.int64)
@@ -182,17 +182,10 @@ class DecisionLog:
         return DecisionLog(names, self.times, recs)
 
     def appended(self, now: float, recommendation: np.ndarray, keep_seconds: float) -> "DecisionLog":
-        keep = self.times > now - keep_seconds - 1e-9
+        keep = self.times >= now - keep_seconds  # inclusive: a window of 300 s still holds now - 300
         times = np.append(self.times[keep], now)
         recs = np.concatenate([self.recommendations[keep], recommendation[None, :].astype(np.int64)])
         return DecisionLog(self.names, times, recs)
-
-    def max_since(self, since: float, default: np.ndarray) -> np.ndarray:
-        """Per workload, the largest recommendation at or after ``since`` (``default`` if none)."""
-        recent = self.recommendations[self.times >= since - 1e-9]
-        if recent.shape[0] == 0:
-            return default
-        return np.maximum(recent.max(axis=0), default)
 
 
 @dataclass(frozen=True)

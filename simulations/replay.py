@@ -198,7 +198,6 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     nodes = np.empty((n_steps, len(pools)), dtype=np.int32)
     nodes_ready = np.empty((n_steps, len(pools)), dtype=np.int32)
     allocated = np.zeros(n)
-    billed = np.zeros(len(pools))
     served_total = np.zeros(n)
     replica_actions = np.zeros(n, dtype=np.int64)
     node_actions = np.zeros(len(pools), dtype=np.int64)
@@ -234,11 +233,9 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
         slo_ok[t] = out.slo_ok
         ready[t] = cluster.ready
         spec[t] = batch.replicas
-        billed_now = cluster.billed_gpus()
-        nodes[t] = billed_now // pools.gpus_per_node
+        nodes[t] = cluster.billed_gpus() // pools.gpus_per_node
         nodes_ready[t] = cluster.nodes_ready
-        billed += billed_now * hours
-        allocated += cluster.allocated_gpus() * hours
+        allocated += cluster.allocated_gpus()
         served_total += out.served
         replica_actions += out.replica_actions
         node_actions += out.node_actions
@@ -247,6 +244,8 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     if progress is not None:
         progress(n_steps % _PROGRESS_EVERY)
 
-    return PolicyRun(name, p95, slo_ok, ready, spec, nodes, nodes_ready, allocated, billed,
+    # Every node is billed for all its GPUs for every step it exists (ready or provisioning).
+    billed = nodes.sum(axis=0, dtype=np.float64) * pools.gpus_per_node * hours
+    return PolicyRun(name, p95, slo_ok, ready, spec, nodes, nodes_ready, allocated * hours, billed,
                      demand.sum(axis=0) * step, served_total, cluster.backlog.copy(), replica_actions, node_actions,
                      fallback_steps, tuple(decisions))
