@@ -1,0 +1,31 @@
+"""The README's claims that code can check: its example config is the shipped file and the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulations.config import default_config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_block(language: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"```{language}\n") + len(f"```{language}\n")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_example_config_is_examples_cluster_yaml():
+    body = "".join(line + "\n" for line in (ROOT / "examples" / "cluster.yaml").read_text().splitlines()
+                   if not line.startswith("#"))
+    assert readme_block("yaml") == body
+
+
+def test_example_config_spells_out_the_defaults():
+    assert load_config(ROOT / "examples" / "cluster.yaml") == default_config()
+
+
+def test_readme_gives_exactly_the_two_setup_commands_that_ci_runs():
+    block = readme_block("bash")
+    assert [line.split("#")[0].strip() for line in block.splitlines()] == ["./dev simulate", "./dev test"]
+    assert "./dev test" in (ROOT / ".ci" / "run").read_text()
