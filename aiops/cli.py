@@ -66,7 +66,27 @@ def _version() -> str:
     return v()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _OneLineErrors(click.Group):
+    """Usage errors (a bad option value, an unknown option) as one line too, exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:  # --help, --version
+            sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `aiops`: the help, as click would
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message(), err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            name = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "aiops"
+            _fail(f"{name}: {' '.join(exc.format_message().split())} (see --help)")
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(version=_version(), prog_name="aiops")
 def main() -> None:
     """Predictive GPU autoscaler and AIOps agent for Kubernetes.
@@ -91,24 +111,43 @@ def _policies(value: str | None) -> list[str] | None:
     return names
 
 
-def _output_path(option: str, value: str | None) -> str | None:
+PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def _output_path(option: str, value: str | None, suffixes: tuple[str, ...] = ()) -> str | None:
+    """Check an output path before the (long) simulation, so a typo fails at once, not at the end."""
     if value is None:
         return None
     path = Path(value)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(option, f"cannot create directory {str(path.parent)!r}: {exc.strerror}") from None
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(option, f"{value!r}: the file name must end in one of {', '.join(suffixes)}")
     if path.is_dir():
         raise InputError(option, f"{value!r} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise InputError(option, f"cannot write {value!r}: {exc.strerror or exc}") from None
     return str(path)
 
 
+def _write(option: str, path: str, write) -> None:
+    """Run ``write(path)``; a full disk or a vanished directory is one line, not a traceback."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise InputError(option, f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
 @main.command(help=SIMULATE_HELP)
-@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--trace", "trace_path", metavar="FILE",
               help="Demand trace CSV: `timestamp,workload,value` (several workloads) or `timestamp,value`; "
                    "a blank value is a gap. Default: the synthetic 7-day trace.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE.yaml",
+@click.option("--config", "config_path", metavar="FILE.yaml",
               help="Cluster, workloads, SLOs and policy settings (YAML). Missing sections keep their defaults.")
 @click.option("--policies", "policies", metavar="LIST", help="Comma-separated subset of reactive,predictive,oracle "
               "(default: the config's `policies.enabled`, all three).")
@@ -118,7 +157,7 @@ def _output_path(option: str, value: str | None) -> str | None:
 @click.option("--plot", "plot_path", metavar="OUT.png", help="Draw demand vs ready capacity, nodes and latency per policy.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of the synthetic default trace (overrides simulation.seed). The simulation itself is deterministic.")
-@click.option("--scale-to", "scale_to", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GPUS",
+@click.option("--scale-to", "scale_to", type=click.FloatRange(min=0, min_open=True, max=1e7), default=None, metavar="GPUS",
               help="Rescale the trace so that its peak needs this many GPUs at the workloads' SLO capacity.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
 @_input_errors
@@ -136,7 +175,7 @@ def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_
     errors = Console(stderr=True)
     names = _policies(policies)
     json_path = _output_path("--json", json_path)
-    plot_path = _output_path("--plot", plot_path)
+    plot_path = _output_path("--plot", plot_path, PLOT_FORMATS)
     decisions_path = _output_path("--decisions", decisions_path)
     config = load_config(config_path)
     if seed is not None:
@@ -167,18 +206,22 @@ def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_
     for line in verdict(scores):
         console.print(line, highlight=False)
     if json_path:
-        write_json(to_document(sim, scores), json_path)
+        _write("--json", json_path, lambda p: write_json(to_document(sim, scores), p))
         console.print(f"wrote {json_path}", highlight=False)
     if decisions_path:
-        with open(decisions_path, "w", encoding="utf-8") as fh:
-            for run_ in sim.runs.values():
-                for decision in run_.decisions:
-                    fh.write(decision.to_json() + "\n")
+        _write("--decisions", decisions_path, lambda p: _write_decisions(sim, p))
         console.print(f"wrote {decisions_path}", highlight=False)
     if plot_path:
-        plot(sim, plot_path)
+        _write("--plot", plot_path, lambda p: plot(sim, p))
         console.print(f"wrote {plot_path}", highlight=False)
     console.print(f"simulated in {time.perf_counter() - started:.1f} s", style="dim", highlight=False)
+
+
+def _write_decisions(sim, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for run in sim.runs.values():
+            for decision in run.decisions:
+                fh.write(decision.to_json() + "\n")
 
 
 def _peak_gpus(trace, config) -> float:
@@ -221,9 +264,9 @@ def _capacity_warnings(trace, config) -> list[str]:
 def _run_with_progress(run, trace, config, names, show: bool, console, record: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from simulations.replay import prepare
+    from simulations.replay import simulation_steps
 
-    steps = prepare(trace, config)[0].n_steps * len(names)
+    steps = simulation_steps(trace, config) * len(names)
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not show, transient=True) as bar:
         task = bar.add_task("simulate", total=steps)

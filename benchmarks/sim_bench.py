@@ -32,7 +32,8 @@ def workload_trace(n: int) -> Trace:
     rng = np.random.default_rng(42)
     bases = [synthetic_llm_trace(days=7, step_seconds=60, seed=s, peak_rps=100.0).values[:, 0] for s in range(min(n, 20))]
     values = np.stack([bases[i % len(bases)] * rng.uniform(0.2, 3.0) for i in range(n)], axis=1)
-    return Trace("bench", bases and synthetic_llm_trace(days=0.01).start, 60.0, tuple(f"w{i:04d}" for i in range(n)), values)
+    start = synthetic_llm_trace(days=0.01).start  # the synthetic traces' own start
+    return Trace("bench", start, 60.0, tuple(f"w{i:04d}" for i in range(n)), values)
 
 
 def config_for(n: int):

@@ -59,6 +59,7 @@ class _Fit:
     path: np.ndarray | None = None  # fitted values, then the forecast, per bucket
     spread: dict | None = None  # quantile -> per-lead error quantiles
     spread_horizon: int = 0
+    path_ahead: int = 0  # buckets of forecast at the end of `path`
 
     def advance(self, y: float) -> None:
         """One step of the additive damped Holt-Winters recursion (statsmodels' own form).
@@ -86,6 +87,7 @@ class _Fit:
 
     def refresh_path(self, ahead: int) -> None:
         self.path = np.concatenate([np.asarray(self.fitted), self.forecast(ahead)])
+        self.path_ahead = ahead
         self.centers = self.start + self.model_step * (np.arange(self.path.shape[0]) + 0.5)
         self.spread = None
 
@@ -142,8 +144,8 @@ class HoltWintersForecaster:
     # -- public ---------------------------------------------------------------------------------
     def forecast(self, series: Series, horizon: int) -> Forecast | None:
         """Quantile forecasts for the ``horizon`` steps after ``series.end`` (None: no basis)."""
-        recent = series.values[-max(1, int(round(self.model_step / series.step))) :]
-        if np.isnan(recent).all():
+        last_bucket = series.values[-max(1, int(round(self.model_step / series.step))) :]
+        if np.isnan(last_bucket).all():
             return None
         step = series.step
         # Keep refit_every more than the fit window, so the last fit's first bucket stays in view.
@@ -152,11 +154,14 @@ class HoltWintersForecaster:
         if fit is None or _last_bucket_end(history, self.model_step) != fit.data_end or series.end - fit.fitted_at >= self.refit_every:
             bucket_start, buckets = _bucket(history, self.model_step)
             fit = self._update(series.key, series.end, bucket_start, buckets)
-            if fit is None:
-                level = float(np.nanmean(series.values[-_LEVEL_WINDOW:]))
+            if fit is None:  # naive: the mean of the same recent window that was checked above
+                level = float(np.nanmean(last_bucket))
                 return self._quantiles(series.key, series.end - step, step, np.full(horizon, level), None, "naive",
                                        f"only {buckets.shape[0]} usable {self.model_step:.0f}s buckets of history")
         issued_at = series.end - step
+        ahead = int(math.ceil(horizon * step / self.model_step)) + 2  # buckets past the data the path must cover
+        if fit.path_ahead < ahead:
+            fit.refresh_path(ahead)
         # Residuals against the interpolated coarse model, only where they are used: the last few
         # steps for the level correction, the last day for the error quantiles (once per bucket).
         need = _LEVEL_WINDOW if fit.spread is not None and fit.spread_horizon >= horizon else int(86_400 / step) + horizon + _LEVEL_WINDOW
@@ -214,7 +219,7 @@ class HoltWintersForecaster:
         if new > 0 or fit.path is None:
             for y in buckets[buckets.shape[0] - new :] if new > 0 else ():
                 fit.advance(float(y))
-            fit.refresh_path(int(math.ceil(3600 / self.model_step)) + 2)
+            fit.refresh_path(max(fit.path_ahead, int(math.ceil(3600 / self.model_step)) + 2))
         return fit
 
     def _optimise(self, kind: str, start: float, now: float, buckets: np.ndarray) -> _Fit:

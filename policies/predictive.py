@@ -37,6 +37,14 @@ class PredictiveConfig:
     reactive: reactive.ReactiveConfig = field(default_factory=reactive.ReactiveConfig)
 
 
+def node_leads(state: ClusterState) -> tuple[float, ...]:
+    """Per pool, how far ahead its node floor looks: provisioning plus its slowest replica startup."""
+    wl, pools = state.workloads, state.node_pools
+    startup = np.zeros(len(pools))
+    np.maximum.at(startup, wl.pool, wl.startup_seconds)
+    return tuple(float(v) for v in pools.provisioning_seconds + startup)
+
+
 def decide(
     now: float,
     state: ClusterState,
@@ -69,8 +77,7 @@ def decide(
         node_floor=plan.node_floor,
         detail={**floor.detail, "floor": floor.replicas, "forecast": np.maximum(plan.wanted, 0),
                 "forecast_peak": plan.peaks, "lead": plan.leads, "sized": sized, "warm": desired - sized},
-        params={**floor.params, "quantile": config.quantile,
-                "node_lead": float(state.node_pools.provisioning_seconds.max(initial=0) + wl.startup_seconds.max(initial=0))},
+        params={**floor.params, "quantile": config.quantile, "node_leads": node_leads(state)},
         fallbacks=plan.missing,
     )
     return batch, log

@@ -39,15 +39,21 @@ class ReactiveConfig:
     scale_down_stabilization_seconds: float = 300.0
 
 
+_LIMIT_CAP = float(2**40)  # far above any replica count, far below int64 overflow
 _GUARDRAIL_BITS = np.array([int(ReasonCode.STABILIZED), int(ReasonCode.RATE_LIMITED),
                             int(ReasonCode.CLAMPED_MAX), int(ReasonCode.CLAMPED_MIN)], dtype=np.int64)
 
 
 def scale_up_limit(current: np.ndarray, step_seconds: float) -> np.ndarray:
-    """The HPA default scale-up policy (max of +100% and +4 pods per 15 s) over one step."""
+    """The HPA default scale-up policy (max of +100% and +4 pods per 15 s) over one step.
+
+    Never below ``current`` (a limit on growth must not shrink anything) and capped at 2**40 so a
+    long step (2**(3600/15) overflows int64) cannot wrap around to a negative limit.
+    """
     periods = max(step_seconds / HPA_SYNC_SECONDS, 1.0)
-    doubled = np.ceil(np.maximum(current, 1) * 2.0**periods)
-    return np.maximum(doubled, current + math.ceil(4 * periods)).astype(np.int64)
+    doubled = np.maximum(current, 1) * 2.0 ** min(periods, 40.0)  # 2**40 = _LIMIT_CAP
+    grown = np.minimum(np.maximum(np.ceil(doubled), current + math.ceil(4 * periods)), _LIMIT_CAP)
+    return np.maximum(grown.astype(np.int64), current)
 
 
 def decide(

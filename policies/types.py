@@ -257,7 +257,8 @@ class DecisionBatch:
             current = int(pools.nodes[p] + pools.provisioning[p])
             if floor <= 0 or (only_changes and floor <= current):
                 continue
-            lead = float(self.params.get("node_lead", float("nan")))
+            leads = self.params.get("node_leads", ())
+            lead = float(leads[p]) if p < len(leads) else float("nan")
             message = _TEMPLATES[ReasonCode.NODES_AHEAD].format(lead=lead) if math.isfinite(lead) else "nodes requested ahead"
             out.append(
                 ScalingDecision(name, "nodes", current, floor, max(floor, current),

@@ -116,8 +116,7 @@ class SimulatedCluster:
         self._group_start = np.searchsorted(self._pool_sorted, self._pool_sorted, side="left")
 
         self.t = 0
-        self.ready = initial_replicas.astype(np.int64).copy()
-        self.pending = np.zeros(n, dtype=np.int64)
+        self.ready, self.pending = self._place_initial(initial_replicas.astype(np.int64), initial_nodes.astype(np.int64))
         self.start_ring = np.zeros((int(self.startup_steps.max(initial=0)) + 1, n), dtype=np.int64)
         self.nodes_ready = initial_nodes.astype(np.int64).copy()
         self.prov_ring = np.zeros((int(self.provision_steps.max(initial=0)) + 1, p), dtype=np.int64)
@@ -217,15 +216,29 @@ class SimulatedCluster:
         self.t += 1
         return StepOutcome(served, self.backlog, p95, slo_ok, changed, node_actions)
 
+    def billed_nodes(self) -> np.ndarray:
+        """Nodes billed per pool right now: every ready or provisioning node."""
+        return self.nodes_ready + self._provisioning
+
     def billed_gpus(self) -> np.ndarray:
-        """GPUs billed per pool right now: every ready or provisioning node."""
-        return (self.nodes_ready + self._provisioning) * self.gpn
+        """GPUs billed per pool right now."""
+        return self.billed_nodes() * self.gpn
 
     def allocated_gpus(self) -> np.ndarray:
         """GPUs held by each workload's bound (starting or ready) replicas."""
         return (self.ready + self._starting) * self.gpr
 
     # -- internals -------------------------------------------------------------------------------
+    def _place_initial(self, replicas: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start ready as many replicas as the initial nodes hold (config order); the rest pend."""
+        free = nodes * self.gpn
+        ready = np.zeros_like(replicas)
+        for i in self._order:
+            p = self.pool_of[i]
+            ready[i] = min(int(replicas[i]), int(free[p] // self.gpr[i]))
+            free[p] -= ready[i] * self.gpr[i]
+        return ready, replicas - ready
+
     def _remove_replicas(self, shrink: np.ndarray) -> None:
         take = np.minimum(self.pending, shrink)
         self.pending -= take

@@ -35,6 +35,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -116,7 +117,8 @@ class SimulationSettings(_Section):
 
     step_seconds: float = Field(
         default=60.0,
-        gt=0,
+        ge=1,
+        le=86_400,
         description=(
             "Length of one simulation step, in seconds. Traces with a coarser step are "
             "interpolated to it. 60 s matches the usual metrics scrape and autoscaler sync "
@@ -149,6 +151,7 @@ class NodePoolConfig(_Section):
     gpus_per_node: int = Field(
         default=8,
         ge=1,
+        le=1024,
         description=(
             "GPUs on one node of this pool. 8 is the usual size of a data-centre GPU server "
             "(e.g. an 8x H100 instance)."
@@ -157,6 +160,7 @@ class NodePoolConfig(_Section):
     provisioning_seconds: float = Field(
         default=360.0,
         ge=0,
+        le=86_400,
         description=(
             "Time from the autoscaler requesting a node to the node being ready for pods, in "
             "seconds. 360 s (6 min) is a typical cloud GPU VM boot plus driver and device-plugin "
@@ -174,6 +178,7 @@ class NodePoolConfig(_Section):
     max_nodes: int = Field(
         default=64,
         ge=1,
+        le=100_000,
         description=(
             "Nodes the pool never scales above (a quota or budget cap); must be >= min_nodes. "
             "64 nodes (512 GPUs at 8 per node) is large enough not to bind in the default "
@@ -191,6 +196,7 @@ class NodePoolConfig(_Section):
     idle_removal_seconds: float = Field(
         default=600.0,
         ge=0,
+        le=86_400,
         description=(
             "How long a node must stay empty before the cluster autoscaler removes it, in "
             "seconds. 600 s is the Kubernetes cluster-autoscaler default "
@@ -240,6 +246,7 @@ class LatencyModelConfig(_Section):
     timeout_seconds: float = Field(
         default=60.0,
         gt=0,
+        le=3_600,
         description=(
             "Latency reported for requests nothing can serve (no ready replica, or demand "
             "beyond saturation), in seconds. 60 s is a common client or gateway timeout."
@@ -274,6 +281,7 @@ class _WorkloadSettings(_Section):
     gpus_per_replica: int = Field(
         default=1,
         ge=1,
+        le=1024,
         description=(
             "GPUs one replica needs, all on one node, so at most the pool's gpus_per_node. "
             "1 suits a model that fits on one GPU."
@@ -282,6 +290,7 @@ class _WorkloadSettings(_Section):
     startup_seconds: float = Field(
         default=180.0,
         ge=0,
+        le=86_400,
         description=(
             "Time from a replica being scheduled on a ready node to it serving traffic (image "
             "pull, weight loading, warm-up), in seconds. 180 s is typical for loading a model "
@@ -290,7 +299,8 @@ class _WorkloadSettings(_Section):
     )
     capacity_rps: float = Field(
         default=4.0,
-        gt=0,
+        ge=1e-6,
+        le=1e9,
         description=(
             "Requests per second one replica sustains while meeting the latency SLO. 4.0 is a "
             "rough figure for a single-GPU chat replica; measure it for a real workload."
@@ -307,6 +317,7 @@ class _WorkloadSettings(_Section):
     max_replicas: int = Field(
         default=512,
         ge=1,
+        le=10_000_000,
         description=(
             "Replicas never exceeded (like an HPA's maxReplicas); must be >= min_replicas. 512 "
             "is high enough not to bind by default, leaving the node pool's max_nodes as the cap."
@@ -629,11 +640,13 @@ def _placement(
     else:
         known = ", ".join(by_name)
         return [(("node_pool",), f"no node pool named {workload.node_pool!r} (pools: {known})")]
-    if workload.gpus_per_replica > pool.gpus_per_node:
+    if pool.gpus_per_node % workload.gpus_per_replica:
+        # The simulator treats a pool's GPUs as interchangeable, which is exact only when replicas
+        # tile a node: 3-GPU replicas on 8-GPU nodes would strand GPUs it cannot see.
         return [
             (
                 ("gpus_per_replica",),
-                f"must be <= gpus_per_node ({pool.gpus_per_node}) of node pool {pool.name!r} "
+                f"must divide gpus_per_node ({pool.gpus_per_node}) of node pool {pool.name!r} "
                 f"(got {workload.gpus_per_replica})",
             )
         ]
@@ -678,9 +691,22 @@ def config_json_schema() -> dict[str, Any]:
     return SimConfig.model_json_schema()
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e6`` and ``2.5E-3`` as numbers (YAML 1.2 floats).
+
+    YAML 1.1, which PyYAML follows, needs a dot (``1.0e6``); without this a user's ``1e6`` would
+    arrive as the text ``'1e6'`` and be rejected with a puzzling message.
+    """
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def _parse_yaml(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader: plain data only, never objects
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         location = f"{where}:{mark.line + 1}" if mark is not None else where

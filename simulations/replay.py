@@ -17,6 +17,7 @@ since nobody knows what the latency really was.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -126,16 +127,18 @@ def policy_config(name: str, config: SimConfig):
 
 def prepare(trace: Trace, config: SimConfig) -> tuple[Trace, np.ndarray, np.ndarray]:
     """The trace at the simulation step, its true demand (gaps interpolated) and the gap mask."""
-    step = min(trace.step_seconds, config.simulation.step_seconds)
-    if step < trace.step_seconds and trace.step_seconds % step > 1e-9:
-        raise InputError(trace.source, f"trace step {trace.step_seconds:g}s is not a whole multiple of "
-                                       f"simulation.step_seconds {step:g}s; set simulation.step_seconds to a divisor")
-    trace = trace.to_step(step)
+    trace = trace.to_step(min(trace.step_seconds, config.simulation.step_seconds))  # TraceError if not a divisor
     try:
         demand, gaps = fill_gaps(np.asarray(trace.values))
     except ValueError as exc:
         raise InputError(trace.source, str(exc)) from None
     return trace, demand, gaps
+
+
+def simulation_steps(trace: Trace, config: SimConfig) -> int:
+    """How many steps :func:`prepare` will give ``trace`` (without resampling it)."""
+    step = min(trace.step_seconds, config.simulation.step_seconds)
+    return int(math.ceil(trace.n_steps * trace.step_seconds / step - 1e-9))
 
 
 def simulate(trace: Trace, config: SimConfig, policies: Sequence[str] | None = None,
@@ -233,7 +236,7 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
         slo_ok[t] = out.slo_ok
         ready[t] = cluster.ready
         spec[t] = batch.replicas
-        nodes[t] = cluster.billed_gpus() // pools.gpus_per_node
+        nodes[t] = cluster.billed_nodes()
         nodes_ready[t] = cluster.nodes_ready
         allocated += cluster.allocated_gpus()
         served_total += out.served

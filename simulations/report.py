@@ -205,10 +205,10 @@ def verdict(scores: Scores) -> list[str]:
     if "reactive" in t and "predictive" in t:
         r, p = t["reactive"], t["predictive"]
         fewer = r["slo_violation_minutes"] - p["slo_violation_minutes"]
-        rel = p["cost_usd"] / r["cost_usd"] if r["cost_usd"] else float("nan")
+        rel = f"{p['cost_usd'] / r['cost_usd']:.3f}x reactive's cost" if r["cost_usd"] else "no cost (nothing billed)"
         change = (f"{fewer:,.0f} fewer SLO-violating minutes" if fewer >= 0 else f"{-fewer:,.0f} more SLO-violating minutes")
         lines.append(f"predictive vs reactive: {change} ({r['slo_violation_minutes']:,.0f} -> "
-                     f"{p['slo_violation_minutes']:,.0f}) at {rel:.3f}x reactive's cost.")
+                     f"{p['slo_violation_minutes']:,.0f}) at {rel}.")
     if "oracle" in t:
         o = t["oracle"]
         lines.append(f"oracle (perfect foresight, the floor): {o['slo_attainment_pct']:.2f}% SLO at ${o['cost_usd']:,.0f}.")

@@ -370,6 +370,10 @@ def _check_header(where: str, line: int, row: list[str]) -> tuple[str, ...]:
     return names
 
 
+MAX_RPS = 1e12  # far above any real service; keeps replica arithmetic inside int64
+_EARLIEST, _LATEST = -2_208_988_800.0, 7_258_118_400.0  # 1900-01-01 and 2200-01-01, epoch seconds
+
+
 def _parse_timestamps(texts: list[str]) -> np.ndarray:
     """Epoch seconds for each text (ISO-8601 or a plain number); NaN where unparseable."""
     series = pd.Series(texts, dtype=object)
@@ -378,7 +382,9 @@ def _parse_timestamps(texts: list[str]) -> np.ndarray:
     if numeric.any():
         with np.errstate(over="ignore"):
             nums = np.array([texts[i] for i in np.flatnonzero(numeric)], dtype=np.float64)
-        nums[~np.isfinite(nums)] = np.nan  # "1e999" is a number but not a time
+        # "1e999" is a number but not a time; nor is anything outside years 1900-2200, which
+        # dates cannot represent downstream (reports, plots).
+        nums[~((nums >= _EARLIEST) & (nums <= _LATEST))] = np.nan
         out[numeric] = nums
     iso = ~numeric & (series != "").to_numpy(dtype=bool)
     if iso.any():
@@ -425,6 +431,10 @@ def _parse_values(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         problems[i] = f"infinite value {texts[i]!r}"
     for i in np.flatnonzero(negative & ~infinite):
         problems[i] = f"negative value {texts[i]!r} (rates must be >= 0)"
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(values) & (values > MAX_RPS)
+    for i in np.flatnonzero(huge):
+        problems[i] = f"value {texts[i]!r} is above {MAX_RPS:g} requests/s; rescale the trace (--scale-to)"
     return values, problems
 
 

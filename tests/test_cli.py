@@ -234,3 +234,25 @@ def test_decisions_jsonl_holds_every_change_with_reasons(tmp_path):
         assert d.reasons, d
         assert d.target in d.explain() and str(d.desired) in d.explain()
         assert d.desired != d.current or d.kind == "nodes"
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--json", "/proc/no/such/dir/x.json"], "--json: cannot"),
+    (["--plot", "out.notanimage"], "--plot: 'out.notanimage': the file name must end in one of"),
+    (["--scale-to", "1e9"], "aiops simulate: Invalid value for '--scale-to'"),
+    (["--bogus"], "No such option '--bogus'"),
+])
+def test_bad_outputs_and_options_fail_before_simulating_on_one_line(tmp_path, args, phrase):
+    trace = short_trace(tmp_path / "t.csv", rows=20)
+    result = run("--trace", str(trace), *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
+    assert "SLO met" not in result.output  # nothing was simulated
+
+
+def test_a_directory_as_trace_or_config_is_one_line(tmp_path):
+    for option in ("--trace", "--config"):
+        result = run(option, str(tmp_path))
+        assert result.exit_code == 2 and "is a directory" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -526,3 +526,11 @@ def test_state_reports_what_a_policy_may_see() -> None:
     assert wl.replicas.tolist() == [2, 2]
     assert np.isnan(wl.demand_rps[1]) and wl.demand_rps[0] == 1.0
     assert state.node_pools.nodes.tolist() == [1] and state.node_pools.provisioning.tolist() == [1]
+
+
+def test_initial_replicas_beyond_the_initial_nodes_start_pending_not_ready() -> None:
+    """25 replicas on one 8-GPU node used to start all ready: more ready GPUs than billed ones."""
+    cluster = make_cluster([dict(startup_seconds=180.0)], [dict(gpus_per_node=8, max_nodes=1)], replicas=[25], nodes=[1])
+    assert cluster.ready.tolist() == [8] and cluster.pending.tolist() == [17]
+    step(cluster, [25])
+    assert int(cluster.allocated_gpus().sum()) <= int(cluster.billed_gpus().sum())

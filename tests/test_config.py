@@ -257,7 +257,7 @@ def test_workloads_may_be_empty() -> None:
     [
         pytest.param(
             "workloads: [{name: llm-chat, capacity_rps: -1}]",
-            ["workloads[0].capacity_rps: Input should be greater than 0 (got -1)"],
+            ["workloads[0].capacity_rps: Input should be greater than or equal to 0.000001 (got -1)"],
             id="negative-capacity",
         ),
         pytest.param(
@@ -297,7 +297,7 @@ def test_workloads_may_be_empty() -> None:
         ),
         pytest.param(
             "workloads: [{name: llm-chat, gpus_per_replica: 16}]",
-            ["workloads[0].gpus_per_replica: must be <= gpus_per_node (8)", "(got 16)"],
+            ["workloads[0].gpus_per_replica: must divide gpus_per_node (8)", "(got 16)"],
             id="replica-bigger-than-node",
         ),
         pytest.param(
@@ -410,8 +410,8 @@ def test_several_errors_reported_on_one_line(tmp_path: Path) -> None:
     )
     problems = message.split(": ", 1)[1].split("; ")
     assert problems == [
-        "simulation.step_seconds: Input should be greater than 0 (got -5)",
-        "workloads[0].capacity_rps: Input should be greater than 0 (got 0)",
+        "simulation.step_seconds: Input should be greater than or equal to 1 (got -5)",
+        "workloads[0].capacity_rps: Input should be greater than or equal to 0.000001 (got 0)",
         "workloads[0].min_replicas: Input should be a valid integer (got 'x')",
         "policies.reactive.target_utilisation: unknown field "
         "(did you mean 'target_utilization'?)",
@@ -486,13 +486,13 @@ def valid_mappings(draw: st.DrawFn) -> dict:
     slo = draw(st.floats(min_value=1e-3, max_value=1e4))
     base_p95 = draw(st.floats(0, slo, exclude_min=True, exclude_max=True))
     return {
-        "simulation": {"step_seconds": draw(positive), "seed": draw(st.integers(0, 2**63))},
+        "simulation": {"step_seconds": draw(st.floats(1, 86_400)), "seed": draw(st.integers(0, 2**63))},
         "node_pools": [{"name": "pool-a", "gpus_per_node": gpus_per_node}],
         "workloads": [
             {
                 "name": "w",
-                "gpus_per_replica": draw(st.integers(1, gpus_per_node)),
-                "capacity_rps": draw(positive),
+                "gpus_per_replica": draw(st.sampled_from([g for g in range(1, gpus_per_node + 1) if gpus_per_node % g == 0])),
+                "capacity_rps": draw(st.floats(1e-6, 1e9)),
                 "min_replicas": min_replicas,
                 "max_replicas": draw(st.integers(max(min_replicas, 1), 10_000)),
                 "slo": {"latency_p95_seconds": slo},
@@ -530,3 +530,17 @@ def assert_contains(actual: object, expected: object) -> None:
             assert_contains(got, value)
     else:
         assert actual == expected
+
+
+def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("workloads:\n  - name: w\n    capacity_rps: 2.5e1\n    startup_seconds: 1e2\n")
+    workload = load_config(path).workloads[0]
+    assert (workload.capacity_rps, workload.startup_seconds) == (25.0, 100.0)
+
+
+def test_upper_bounds_stop_values_that_would_exhaust_memory(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("node_pools:\n  - name: p\n    idle_removal_seconds: 6000000\n")
+    with pytest.raises(ConfigError, match=r"node_pools\[0\]\.idle_removal_seconds: Input should be less than or equal to 86400"):
+        load_config(path)

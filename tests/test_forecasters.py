@@ -118,3 +118,21 @@ def test_forecasts_are_non_negative_and_monotone_for_any_scale(seed, scale):
     assert f is not None
     stacked = np.stack([f.quantiles[q] for q in sorted(f.quantiles)])
     assert (stacked >= 0).all() and (np.diff(stacked, axis=0) >= -1e-9).all()
+
+
+@pytest.mark.parametrize("gap", [5, 6, 9])
+def test_naive_fallback_survives_a_short_gap_at_the_end(gap):
+    """The naive level averaged fewer points than the guard checked: a 5-9 step gap gave NaN."""
+    values = np.full(30, 10.0)
+    values[-gap:] = np.nan
+    f = HoltWintersForecaster().forecast(Series("w", 1_700_000_000.0, 60.0, values), 5)
+    assert f is not None and f.model == "naive" and np.allclose(f.quantiles[0.5], 10.0)
+
+
+def test_forecast_covers_lead_times_beyond_an_hour():
+    """The coarse path was 8 buckets long: leads past ~70 minutes were held flat."""
+    series = daily(4)
+    f = HoltWintersForecaster().forecast(series, 240)
+    t = series.end + 60 * np.arange(240) - series.start
+    truth = 100 + 60 * np.sin(2 * np.pi * t / DAY)
+    assert np.abs(f.quantiles[0.5] - truth).max() < 15

@@ -956,3 +956,14 @@ def test_oracle_with_exact_forecasts_sizes_for_the_max_need_over_startup(situati
         need = max(math.ceil(v / wl.capacity_rps[i] - 1e-9) for v in window)
         want = min(max(need, int(wl.min_replicas[i])), int(wl.max_replicas[i]))
         assert int(batch.replicas[i]) == want
+
+
+@pytest.mark.parametrize("step_seconds", [900.0, 3600.0, 86_400.0])
+def test_reactive_long_steps_never_shrink_through_the_rate_limit(step_seconds: float) -> None:
+    """2**(step/15) overflowed int64 and wrapped the scale-up limit negative: 40 -> min_replicas."""
+    from dataclasses import replace
+
+    for demand in (math.nan, 200.0):
+        state = replace(make_state(1, replicas=40, demand_rps=demand), step_seconds=step_seconds)
+        batch, _ = reactive.decide(state.observed_at, state, None, DecisionLog.empty(state.workloads.names), ReactiveConfig())
+        assert int(batch.replicas[0]) >= 40

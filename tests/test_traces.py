@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulations.errors import InputError, TraceError
-from simulations.traces import Trace, fill_gaps, load_trace, synthetic_llm_trace, write_trace
+from simulations.traces import MAX_RPS, Trace, fill_gaps, load_trace, synthetic_llm_trace, write_trace
 
 # The shared data beside the repo (or $AIOPS_DATA_DIR), as the benchmarks read it; skipped when absent.
 REAL_TRACES = Path(os.environ.get("AIOPS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "traces"
@@ -311,7 +311,7 @@ def random_traces(draw):
             unique=True,
         )
     )
-    finite = st.floats(min_value=0.0, max_value=1e300, allow_nan=False, allow_infinity=False)
+    finite = st.floats(min_value=0.0, max_value=MAX_RPS, allow_nan=False, allow_infinity=False)
     cells = st.one_of(finite, st.just(math.nan))
     values = np.array(
         draw(st.lists(st.lists(cells, min_size=n_workloads, max_size=n_workloads), min_size=n_steps, max_size=n_steps)),
@@ -600,3 +600,11 @@ def test_real_traces_load():
             assert len(trace.workloads) == 20 and trace.step_seconds == 600
         if path.name.startswith("azure"):
             assert trace.step_seconds == 10
+
+
+@pytest.mark.parametrize("row,phrase", [("1e12,1", "unparseable timestamp"), ("60,1e300", r"above 1e\+12")])
+def test_out_of_range_timestamps_and_values_are_refused_on_their_line(tmp_path, row, phrase):
+    path = tmp_path / "t.csv"
+    path.write_text(f"timestamp,value\n0,1\n{row}\n")
+    with pytest.raises(TraceError, match=rf"t\.csv:3: .*{phrase}"):
+        load_trace(path)
