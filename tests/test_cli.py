@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).parent / "golden" / "simulate_default.schema.json"
 
 
 def run(*args: str):
-    return CliRunner().invoke(main, ["simulate", "--no-progress", *args])
+    return CliRunner().invoke(main, ["simulate", "--no-progress", *args], prog_name="aiops")
 
 
 def short_trace(path: Path, rows: int = 240, workload: str = "chat") -> Path:
