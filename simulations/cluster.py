@@ -239,19 +239,27 @@ class SimulatedCluster:
             free[p] -= ready[i] * self.gpr[i]
         return ready, replicas - ready
 
+    def _take_newest(self, ring: np.ndarray, total: np.ndarray, amount: np.ndarray) -> np.ndarray:
+        """Take up to ``amount`` (per column) out of ``ring``'s rows not yet due, newest first.
+
+        ``total`` (the ring's running sum) is kept in step; returns what is still left to take.
+        """
+        size = ring.shape[0]
+        for back in range(size - 1, 0, -1):  # row t itself matured (and was emptied) this step
+            if not np.count_nonzero(amount):
+                break
+            row = (self.t + back) % size
+            take = np.minimum(ring[row], amount)
+            ring[row] -= take
+            total -= take
+            amount = amount - take
+        return amount
+
     def _remove_replicas(self, shrink: np.ndarray) -> None:
+        """Pending replicas go first, then starting ones (newest first), then ready ones."""
         take = np.minimum(self.pending, shrink)
         self.pending -= take
-        shrink = shrink - take
-        size = self.start_ring.shape[0]
-        for back in range(size - 1, 0, -1):  # newest (furthest from ready) first
-            if not np.count_nonzero(shrink):
-                return
-            row = (self.t + back) % size
-            take = np.minimum(self.start_ring[row], shrink)
-            self.start_ring[row] -= take
-            self._starting -= take
-            shrink = shrink - take
+        shrink = self._take_newest(self.start_ring, self._starting, shrink - take)
         self.ready -= np.minimum(self.ready, shrink)
 
     def _bind(self, bound: np.ndarray) -> None:
@@ -289,13 +297,6 @@ class SimulatedCluster:
         self._starting += later
 
     def _remove_nodes(self, surplus: np.ndarray) -> None:
-        size = self.prov_ring.shape[0]
-        for back in range(size - 1, 0, -1):
-            if not np.count_nonzero(surplus):
-                break
-            row = (self.t + back) % size
-            take = np.minimum(self.prov_ring[row], surplus)
-            self.prov_ring[row] -= take
-            self._provisioning -= take
-            surplus = surplus - take
+        """Provisioning nodes go first (newest first), then ready ones."""
+        surplus = self._take_newest(self.prov_ring, self._provisioning, surplus)
         self.nodes_ready -= np.minimum(self.nodes_ready, surplus)
