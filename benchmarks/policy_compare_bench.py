@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 from aiops.cli import _peak_gpus
+from machine import describe
 from simulations.config import config_from_mapping, default_config
 from simulations.replay import simulate
 from simulations.report import score
@@ -79,7 +79,7 @@ def main() -> None:
             print(f"  -> predictive {'MEETS' if ok else 'MISSES'} the issue-2 check (fewer violating minutes at <= 1.1x reactive cost)")
     doc = {"benchmark": "policy_compare", "config": default_config().model_dump(mode="json"),
            "config_note": "default config with max_nodes = ceil(2 * fleet / 8) and max_replicas = 2 * fleet",
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+           "machine": describe(),
            "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")

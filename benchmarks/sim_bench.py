@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
+from machine import describe
 from simulations.config import config_from_mapping
 from simulations.replay import prepare, run_policy, tables
 from simulations.traces import Trace, synthetic_llm_trace
@@ -76,8 +75,7 @@ def main() -> None:
               f"{'met' if r['meets_target'] else 'MISSED'}")
     doc = {
         "benchmark": "sim_bench", "policy": "reactive", "target_workload_steps_per_second": TARGET,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": describe(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "results": results,
     }

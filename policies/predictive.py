@@ -52,7 +52,6 @@ def decide(
     log: DecisionLog,
     config: PredictiveConfig,
 ) -> tuple[DecisionBatch, DecisionLog]:
-    wl = state.workloads
     floor, log = reactive.decide(now, state, None, log, config.reactive)
     plan = plan_from_forecasts(now, state, forecasts or {}, config.quantile, config.target_utilization)
     no_forecast = plan.replicas < 0

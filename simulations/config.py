@@ -37,7 +37,6 @@ import inspect
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml

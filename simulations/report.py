@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from simulations.replay import PolicyRun, Simulation
+from simulations.replay import Simulation
 
 SCHEMA_VERSION = 1
 

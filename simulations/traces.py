@@ -28,7 +28,6 @@ import csv
 import io
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
