@@ -154,8 +154,9 @@ class HoltWintersForecaster:
         if fit is None or _last_bucket_end(history, self.model_step) != fit.data_end or series.end - fit.fitted_at >= self.refit_every:
             bucket_start, buckets = _bucket(history, self.model_step)
             fit = self._update(series.key, series.end, bucket_start, buckets)
-            if fit is None:  # naive: the mean of the same recent window that was checked above
-                level = float(np.nanmean(last_bucket))
+            if fit is None:  # naive: the latest level; the whole last bucket when those are all gaps
+                latest = series.values[-_LEVEL_WINDOW:]
+                level = float(np.nanmean(latest if not np.isnan(latest).all() else last_bucket))
                 return self._quantiles(series.key, series.end - step, step, np.full(horizon, level), None, "naive",
                                        f"only {buckets.shape[0]} usable {self.model_step:.0f}s buckets of history")
         issued_at = series.end - step
