@@ -24,6 +24,22 @@ def run(*args: str):
     return CliRunner().invoke(main, ["simulate", "--no-progress", *args], prog_name="aiops")
 
 
+def run_with_file(tmp_path: Path, option: str, name: str, text: str):
+    """`aiops simulate OPTION FILE` with FILE written from ``text``."""
+    path = tmp_path / name
+    path.write_text(text)
+    return run(option, str(path))
+
+
+def one_line_error(result) -> str:
+    """Bad input's contract: exit code 2, exactly one stderr line `error: ...`, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output
+    return lines[0]
+
+
 def short_trace(path: Path, rows: int = 240, workload: str = "chat") -> Path:
     lines = ["timestamp,workload,value"]
     for k in range(rows):
@@ -154,14 +170,8 @@ BAD_TRACES = {
 @pytest.mark.parametrize("name", sorted(BAD_TRACES))
 def test_bad_trace_is_one_line_exit_2(tmp_path, name):
     text, phrase = BAD_TRACES[name]
-    path = tmp_path / name
-    path.write_text(text)
-    result = CliRunner().invoke(main, ["simulate", "--no-progress", "--trace", str(path)])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and name in lines[0] and phrase in lines[0].lower()
-    assert "Traceback" not in result.output
+    line = one_line_error(run_with_file(tmp_path, "--trace", name, text))
+    assert name in line and phrase in line.lower()
 
 
 BAD_CONFIGS = {
@@ -175,12 +185,8 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
 def test_bad_config_is_one_line_exit_2(tmp_path, name):
     text, phrase = BAD_CONFIGS[name]
-    path = tmp_path / name
-    path.write_text(text)
-    result = run("--config", str(path))
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and phrase in lines[0], result.stderr
+    line = one_line_error(run_with_file(tmp_path, "--config", name, text))
+    assert name in line and phrase in line
 
 
 @pytest.mark.parametrize("args,phrase", [
@@ -190,9 +196,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, name):
     (["--config", "/nonexistent/c.yaml"], "no such file"),
 ])
 def test_bad_options_are_one_line_exit_2(args, phrase):
-    result = run(*args)
-    assert result.exit_code == 2
-    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert phrase in one_line_error(run(*args))
 
 
 def test_invalid_option_value_is_a_usage_error_exit_2():
@@ -245,14 +249,10 @@ def test_decisions_jsonl_holds_every_change_with_reasons(tmp_path):
 def test_bad_outputs_and_options_fail_before_simulating_on_one_line(tmp_path, args, phrase):
     trace = short_trace(tmp_path / "t.csv", rows=20)
     result = run("--trace", str(trace), *args)
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
+    assert phrase in one_line_error(result)
     assert "SLO met" not in result.output  # nothing was simulated
 
 
 def test_a_directory_as_trace_or_config_is_one_line(tmp_path):
     for option in ("--trace", "--config"):
-        result = run(option, str(tmp_path))
-        assert result.exit_code == 2 and "is a directory" in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+        assert "is a directory" in one_line_error(run(option, str(tmp_path)))
