@@ -142,14 +142,18 @@ class HoltWintersForecaster:
         self._fits: dict[str, _Fit] = {}
 
     # -- public ---------------------------------------------------------------------------------
+    def history_steps(self, step: float) -> int:
+        """Steps of history :meth:`forecast` reads: the fit window plus ``refit_every``, so the
+        last fit's first bucket stays in view until the next refit (more history is ignored)."""
+        return int((self.history_days * 86_400 + self.refit_every) / step)
+
     def forecast(self, series: Series, horizon: int) -> Forecast | None:
         """Quantile forecasts for the ``horizon`` steps after ``series.end`` (None: no basis)."""
         last_bucket = series.values[-max(1, int(round(self.model_step / series.step))) :]
         if np.isnan(last_bucket).all():
             return None
         step = series.step
-        # Keep refit_every more than the fit window, so the last fit's first bucket stays in view.
-        history = series.tail(int((self.history_days * 86_400 + self.refit_every) / step))
+        history = series.tail(self.history_steps(step))
         fit = self._fits.get(series.key)
         if fit is None or _last_bucket_end(history, self.model_step) != fit.data_end or series.end - fit.fitted_at >= self.refit_every:
             bucket_start, buckets = _bucket(history, self.model_step)

@@ -208,7 +208,7 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     nan_row = np.full(n, np.nan)
     hours = step / 3600.0
     decisions: list[ScalingDecision] = []
-    history_steps = int(((forecaster.history_days * 86_400 + forecaster.refit_every) / step) if forecaster else 0)
+    history_steps = forecaster.history_steps(step) if forecaster else 0
 
     for t in range(n_steps):
         now = start + t * step
