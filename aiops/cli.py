@@ -238,16 +238,16 @@ def _peak_gpus(trace, config) -> float:
 
 def _capacity_warnings(trace, config) -> list[str]:
     """Limits the trace's peak cannot fit in: the oracle will miss its SLO there too."""
-    import math
-
     import numpy as np
+
+    from policies.leadtime import replicas_needed
 
     out = []
     peak = np.nanmax(np.asarray(trace.values), axis=0)
     pool_gpus: dict[str, float] = {}
     for name, value in zip(trace.workloads, peak):
         w = config.workload_for(name)
-        replicas = math.ceil(float(value) / w.capacity_rps) if np.isfinite(value) else 0
+        replicas = int(replicas_needed(float(value), w.capacity_rps)) if np.isfinite(value) else 0
         if replicas > w.max_replicas:
             out.append(f"workload {name!r} peaks at {value:,.1f} rps, which needs {replicas} replicas at its SLO "
                        f"capacity; max_replicas is {w.max_replicas}")
