@@ -1,0 +1,396 @@
+"""One protocol for every forecaster: ``fit(history).predict(horizon)``, calibrated quantiles.
+
+A model implements two things (see :class:`Forecaster`):
+
+* ``_estimate(y, start, step)``: learn its parameters from a history (the expensive part:
+  optimisation, training). The result should be JSON-able so the registry can store it.
+* ``_paths(params, y, start, step, origins, horizon)``: with those parameters fixed, the point
+  forecast (and, for quantile models, native quantiles) from each origin ``o`` using ``y[:o]``
+  only. This is cheap, vectorised where it can be, and used three ways: for the conformal
+  backtest, for the final forecast (origin = end of history) and for cheap updates between fits.
+
+The base class does the rest, the same way for every model:
+
+* **Input**: NaN is a gap. Leading gaps are dropped, interior gaps interpolated, a trailing gap
+  carries the last observation; isolated spikes (Hampel filter) are replaced for the model's input.
+  Residuals are only ever scored against real observations, never against filled values.
+* **Short history**: a model that needs more history than there is hands the series to its
+  ``fallback`` (ultimately :class:`~forecasters.naive.Naive`, which needs one point), and the
+  forecast says why in ``fell_back``.
+* **Calibration** (split conformal, per lead): the model is fitted on all but the last
+  ``calibration_days`` (at most a third of the history), forecasts from up to ``max_origins``
+  origins in that window, and the residuals, scaled by the recent level at each origin, give for
+  every quantile ``q`` and lead ``h`` the offset that a fraction ``q`` of residuals fall below.
+  Quantile models (gradient boosting, torch) are adjusted the same way from their own quantiles
+  (conformalised quantile regression). Then the model is refitted on the whole history.
+* **Output**: quantiles are clipped at zero and made monotone at every step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from forecasters.series import Forecast, Series
+
+DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+DAY = 86_400.0
+WEEK = 7 * DAY
+_SPIKE_MADS = 8.0  # a point this many MADs from its neighbours' median is an isolated spike
+_MIN_ORIGINS = 12  # fewer calibration origins than this: no conformal calibration
+
+
+class ForecastInputError(ValueError):
+    """A history or request no model can use (all NaN, infinite or negative values, a bad horizon).
+
+    The message names the series key and the problem in one line.
+    """
+
+
+def seasons(step: float) -> dict[str, int]:
+    """Seasonal periods in steps found from the step: ``daily`` and ``weekly`` when they are a
+    whole number (>= 2) of steps, e.g. 1,440 and 10,080 at 1-minute steps, 144 and 1,008 at 10."""
+    out = {}
+    for name, seconds in (("daily", DAY), ("weekly", WEEK)):
+        m = seconds / step
+        if m >= 2 and abs(m - round(m)) < 1e-6:
+            out[name] = int(round(m))
+    return out
+
+
+def steps_for(seconds: float, step: float) -> int:
+    """Whole steps nearest to ``seconds`` (at least 1): how a horizon in minutes becomes steps."""
+    return max(1, int(round(seconds / step)))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A history ready for a model: ``y`` is gap-free and despiked; ``observed`` keeps the truth."""
+
+    key: str
+    start: float  # epoch seconds of y[0] (leading gaps dropped)
+    step: float
+    y: np.ndarray
+    observed: np.ndarray  # NaN where the input had a gap
+    filled: int  # how many points were gaps
+    despiked: int  # how many isolated spikes were replaced in y
+
+    @property
+    def end(self) -> float:
+        return self.start + self.y.shape[0] * self.step
+
+    @property
+    def n_observed(self) -> int:
+        return int(np.count_nonzero(~np.isnan(self.observed)))
+
+
+def prepare(series: Series, despike: bool = True) -> Prepared:
+    """Validate and clean a history (see the module docstring). Raises ForecastInputError."""
+    values = np.asarray(series.values, dtype=np.float64)
+    if values.shape[0] == 0:
+        raise ForecastInputError(f"series {series.key!r}: empty history")
+    if np.isinf(values).any():
+        i = int(np.flatnonzero(np.isinf(values))[0])
+        raise ForecastInputError(f"series {series.key!r}: infinite value at index {i}")
+    known = ~np.isnan(values)
+    if not known.any():
+        raise ForecastInputError(f"series {series.key!r}: all {values.shape[0]} values are gaps (NaN); nothing to forecast from")
+    if (values[known] < 0).any():
+        i = int(np.flatnonzero(known & (values < 0))[0])
+        raise ForecastInputError(f"series {series.key!r}: negative demand {values[i]:g} at index {i}")
+    first = int(np.argmax(known))
+    observed = values[first:]
+    known = known[first:]
+    idx = np.arange(observed.shape[0])
+    y = observed if known.all() else np.interp(idx, idx[known], observed[known])  # trailing gap: last value
+    despiked = 0
+    if despike and y.shape[0] >= 7:
+        y, despiked = _despike(y)
+    return Prepared(series.key, series.start + first * series.step, series.step, y, observed,
+                    int(np.count_nonzero(~known)), despiked)
+
+
+def _despike(y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Replace isolated one-point spikes (Hampel filter, window 7) by their neighbours' median.
+
+    Only single points far from *both* sides are touched, so a burst that lasts, a level shift or
+    a ramp is left alone: those are demand the autoscaler must see.
+    """
+    pad = np.pad(y, 3, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(pad, 7)
+    neighbours = np.delete(windows, 3, axis=1)
+    med = np.median(neighbours, axis=1)
+    mad = np.median(np.abs(neighbours - med[:, None]), axis=1)
+    scale = 1.4826 * mad + 1e-9 + 0.05 * np.abs(med)
+    spike = np.abs(y - med) > _SPIKE_MADS * scale
+    if not spike.any():
+        return y, 0
+    out = y.copy()
+    out[spike] = med[spike]
+    return out, int(np.count_nonzero(spike))
+
+
+def recent_level(y: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
+    """Mean of ``y[o - window : o]`` for each origin (fewer points near the start), floored so that
+    a zero-demand stretch still gets a non-zero scale."""
+    csum = np.concatenate([[0.0], np.cumsum(y)])
+    lo = np.maximum(origins - window, 0)
+    mean = (csum[origins] - csum[lo]) / np.maximum(origins - lo, 1)
+    floor = 1e-6 + 0.01 * float(np.mean(y)) if y.shape[0] else 1e-6
+    return np.maximum(mean, floor)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Conformal offsets per quantile and lead, in units of the recent level at the origin."""
+
+    offsets: dict[float, np.ndarray]  # q -> [H]
+    mae: np.ndarray  # [H] backtest MAE of the point forecast per lead (demand units)
+    mase_scale: float  # in-sample one-step naive MAE (MASE denominator)
+    n_origins: int
+
+    def offset(self, q: float, horizon: int) -> np.ndarray:
+        o = self.offsets[q]
+        if horizon <= o.shape[0]:
+            return o[:horizon]
+        grow = o[-1] * np.sqrt(np.arange(o.shape[0] + 1, horizon + 1) / o.shape[0])
+        return np.concatenate([o, grow])
+
+    @property
+    def score(self) -> float:
+        """Mean backtest MAE over the leads, scaled by in-sample naive MAE (lower is better)."""
+        return float(np.nanmean(self.mae)) / max(self.mase_scale, 1e-12)
+
+    def to_json(self) -> dict:
+        return {"offsets": {str(q): v.tolist() for q, v in self.offsets.items()}, "mae": self.mae.tolist(),
+                "mase_scale": self.mase_scale, "n_origins": self.n_origins}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Calibration":
+        return cls({float(q): np.asarray(v, dtype=float) for q, v in data["offsets"].items()},
+                   np.asarray(data["mae"], dtype=float), float(data["mase_scale"]), int(data["n_origins"]))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model fitted on one history; :meth:`predict` is cheap and pure."""
+
+    forecaster: "Forecaster"
+    model: str  # the name the forecast carries, e.g. "ets" or "auto/ets"
+    data: Prepared
+    params: Any
+    calibration: Calibration | None
+    fell_back: str | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.data.key
+
+    def predict(self, horizon: int) -> Forecast:
+        """Quantile forecasts for the ``horizon`` steps after the history's end."""
+        horizon = _check_horizon(self.key, horizon)
+        d = self.data
+        origin = np.array([d.y.shape[0]])
+        point, native = self.forecaster._paths(self.params, d.y, d.start, d.step, origin, horizon)
+        level = recent_level(d.y, origin, self.forecaster.level_window(d.step))[0]
+        out = {}
+        for q in self.forecaster.quantiles:
+            base = (native[q][0] if native and q in native else point[0]).astype(float)
+            if self.calibration is not None:
+                base = base + level * self.calibration.offset(q, horizon)
+            else:  # uncalibrated (too little history to backtest): a wide band, proportional to the level
+                base = base + level * _default_band(q) * np.sqrt(np.arange(1, horizon + 1))
+            out[q] = np.maximum(base, 0.0)
+        levels = sorted(out)
+        stacked = np.maximum.accumulate(np.stack([out[q] for q in levels]), axis=0)
+        stacked = np.nan_to_num(stacked, nan=level)
+        return Forecast(self.key, d.end - d.step, d.step, dict(zip(levels, stacked)), self.model, self.fell_back)
+
+    def update(self, history: Series) -> "Fitted":
+        """The same parameters and calibration, conditioned on a newer history (no re-estimation)."""
+        if history.step != self.data.step:
+            raise ForecastInputError(f"series {history.key!r}: step {history.step:g} s differs from the fit's {self.data.step:g} s")
+        tail = history.tail(self.forecaster.context_steps(history.step))
+        return replace(self, data=prepare(tail))
+
+
+def _default_band(q: float) -> float:
+    """Offset (in units of the level, per sqrt(step)) of the uncalibrated band: z(q) * 0.1."""
+    from scipy.stats import norm
+
+    return 0.1 * float(norm.ppf(min(max(q, 1e-4), 1 - 1e-4)))
+
+
+def _check_horizon(key: str, horizon: Any) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ForecastInputError(f"series {key!r}: horizon must be a whole number of steps >= 1, got {horizon!r}")
+    return int(horizon)
+
+
+class Forecaster(ABC):
+    """Base class of every model (see the module docstring for the contract)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, quantiles: tuple[float, ...] = DEFAULT_QUANTILES, calibration_horizon_s: float = 3600.0,
+                 calibration_days: float = 2.0, max_origins: int = 200) -> None:
+        qs = tuple(sorted({float(q) for q in quantiles}))
+        if not qs or not all(0.0 < q < 1.0 for q in qs):
+            raise ForecastInputError(f"{self.name}: quantiles must lie strictly between 0 and 1, got {quantiles!r}")
+        self.quantiles = qs
+        self.calibration_horizon_s = float(calibration_horizon_s)
+        self.calibration_days = float(calibration_days)
+        self.max_origins = int(max_origins)
+        self.learned: dict[str, Any] = {}  # key -> parameters learned by train(), reused by fit()
+
+    # -- what a model implements -----------------------------------------------------------------
+    @abstractmethod
+    def _estimate(self, y: np.ndarray, start: float, step: float) -> Any:
+        """Learn parameters from a prepared history (gap-free, despiked)."""
+
+    @abstractmethod
+    def _paths(self, params: Any, y: np.ndarray, start: float, step: float, origins: np.ndarray,
+               horizon: int) -> tuple[np.ndarray, dict[float, np.ndarray] | None]:
+        """Point forecasts ``[len(origins), horizon]`` from each origin ``o`` using ``y[:o]`` only,
+        and optionally native quantiles ``{q: [len(origins), horizon]}``."""
+
+    def min_history(self, step: float) -> int:
+        """Observed steps this model needs; with fewer, :meth:`fit` uses :meth:`fallback`."""
+        return 1
+
+    def fallback(self) -> "Forecaster | None":
+        """The simpler model used when this one cannot be (too little history, a failed fit)."""
+        from forecasters.naive import SeasonalNaive
+
+        return SeasonalNaive(**self._base_config())
+
+    def context_steps(self, step: float) -> int:
+        """Steps of recent history :meth:`_paths` reads (older history only matters for fitting)."""
+        return int(15 * DAY / step)
+
+    def level_window(self, step: float) -> int:
+        """Steps averaged for the recent level that scales residuals (one hour, at least 3 steps)."""
+        return max(3, int(round(3600 / step)))
+
+    # -- configuration and learned state (the registry stores these) -------------------------------
+    def _base_config(self) -> dict:
+        return {"quantiles": list(self.quantiles), "calibration_horizon_s": self.calibration_horizon_s,
+                "calibration_days": self.calibration_days, "max_origins": self.max_origins}
+
+    def config(self) -> dict:
+        """Constructor arguments as JSON: ``build(name, config)`` makes the same model."""
+        return self._base_config()
+
+    def export(self) -> tuple[dict, dict[str, bytes]]:
+        """Learned state: JSON parameters, and binary blobs (``.pt`` state_dicts, ``.skops``)."""
+        return {"learned": self.learned}, {}
+
+    def restore(self, state: dict, blobs: dict[str, bytes]) -> None:
+        self.learned = dict(state.get("learned", {}))
+
+    def train(self, histories: list[Series]) -> dict:
+        """Learn parameters for each history's key, reused by later fits (no re-estimation)."""
+        for history in histories:
+            data = prepare(history)
+            if data.n_observed >= self.min_history(history.step):
+                self.learned[history.key] = self._estimate(data.y, data.start, data.step)
+        return {"series": len(histories), "learned": len(self.learned)}
+
+    # -- the protocol ----------------------------------------------------------------------------
+    def forecast(self, history: Series, horizon: int) -> Forecast:
+        """One shot: ``fit(history).predict(horizon)``."""
+        _check_horizon(history.key, horizon)
+        return self.fit(history).predict(horizon)
+
+    def fit(self, history: Series) -> Fitted:
+        """Fit on ``history`` (NaN = gap), calibrate, and return a :class:`Fitted` to predict from."""
+        data = prepare(history)
+        need = self.min_history(data.step)
+        if data.n_observed < need:
+            return self._fall_back(history, f"{self.name} needs {need} observed steps, the history has {data.n_observed}")
+        try:
+            return self._fit_prepared(data)
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+            if isinstance(exc, ForecastInputError):
+                raise
+            return self._fall_back(history, f"{self.name} failed: {type(exc).__name__}: {str(exc)[:120]}")
+
+    def _fall_back(self, history: Series, why: str) -> Fitted:
+        simpler = self.fallback()
+        if simpler is None:
+            raise ForecastInputError(f"series {history.key!r}: {why}, and {self.name} has no simpler fallback")
+        fitted = simpler.fit(history)
+        reason = why if fitted.fell_back is None else f"{why}; {fitted.fell_back}"
+        return replace(fitted, fell_back=reason)
+
+    def _fit_prepared(self, data: Prepared) -> Fitted:
+        started = time.perf_counter()
+        calibration, params = self.calibrate(data)
+        if params is None:  # nothing learned for this key: estimate on the whole history
+            params = self._estimate(data.y, data.start, data.step)
+        fell_back = None if calibration is not None else "uncalibrated: too little history for a conformal backtest"
+        return Fitted(self, self.name, data, params, calibration, fell_back, {"fit_s": time.perf_counter() - started})
+
+    def calibrate(self, data: Prepared) -> tuple[Calibration | None, Any]:
+        """Split-conformal offsets from a rolling-origin backtest on the history's last stretch.
+
+        Returns the calibration (None with too little history) and, when the parameters used for
+        it were learned earlier (``train``), those parameters.
+        """
+        n, step = data.y.shape[0], data.step
+        horizon = steps_for(self.calibration_horizon_s, step)
+        window = min(int(self.calibration_days * DAY / step), n // 3)
+        cut = n - window
+        learned = self.learned.get(data.key)
+        if window < _MIN_ORIGINS + horizon or (learned is None and cut < self.min_history(step)):
+            return None, learned
+        params = learned if learned is not None else self._estimate(data.y[:cut], data.start, step)
+        last = n - 1  # an origin needs at least one step of truth after it
+        origins = np.unique(np.linspace(cut, last, min(self.max_origins, last - cut + 1)).round().astype(int))
+        point, native = self._paths(params, data.y, data.start, step, origins, horizon)
+        target = origins[:, None] + np.arange(horizon)[None, :]
+        truth = np.full(target.shape, np.nan)
+        inside = target < n
+        truth[inside] = data.observed[target[inside]]
+        scale = recent_level(data.y, origins, self.level_window(step))[:, None]
+        offsets = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN leads at the far end
+            for q in self.quantiles:
+                base = native[q] if native and q in native else point
+                offsets[q] = _conformal(((truth - base) / scale), q)
+            mae = np.nanmean(np.abs(truth - point), axis=0)
+        naive_scale = float(np.nanmean(np.abs(np.diff(data.observed[:cut])))) if cut > 1 else float("nan")
+        if not math.isfinite(naive_scale) or naive_scale <= 0:
+            naive_scale = float(np.mean(np.abs(data.y))) + 1e-9
+        return Calibration(offsets, np.nan_to_num(mae, nan=float(np.nanmax(mae, initial=0.0))), naive_scale,
+                           int(origins.shape[0])), learned
+
+
+def _conformal(residuals: np.ndarray, q: float) -> np.ndarray:
+    """Per lead, the finite-sample conformal q-quantile of the residuals, made monotone in the lead
+    (upper quantiles never shrink with the lead, lower ones never grow)."""
+    counts = np.count_nonzero(~np.isnan(residuals), axis=0)
+    out = np.zeros(residuals.shape[1])
+    for h in range(residuals.shape[1]):
+        r = residuals[:, h]
+        r = r[~np.isnan(r)]
+        if r.shape[0] == 0:
+            out[h] = out[h - 1] if h else 0.0
+            continue
+        m = counts[h]
+        level = min(1.0, q * (m + 1) / m) if q > 0.5 else max(0.0, (q * (m + 1) - 1) / m)
+        out[h] = np.quantile(r, level, method="higher" if q > 0.5 else "lower")
+    if q > 0.5:
+        out = np.maximum.accumulate(out)
+    elif q < 0.5:
+        out = np.minimum.accumulate(out)
+    return out
