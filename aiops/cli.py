@@ -273,5 +273,15 @@ def _run_with_progress(run, trace, config, names, show: bool, console, record: b
         return run(trace, config, names, progress=lambda k: bar.advance(task, k), record_decisions=record)
 
 
+def _register_commands() -> None:
+    from aiops.backtest_cmd import backtest
+    from aiops.models_cmd import models, train
+
+    for command in (backtest, train, models):
+        main.add_command(command)
+
+
+_register_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -296,6 +296,11 @@ class Forecaster(ABC):
     def restore(self, state: dict, blobs: dict[str, bytes]) -> None:
         self.learned = dict(state.get("learned", {}))
 
+    def learned_for(self, key: str) -> Any:
+        """Parameters learned earlier for ``key`` (None: estimate from the history). A global model
+        trained across many series returns its one set of parameters for every key."""
+        return self.learned.get(key)
+
     def train(self, histories: list[Series]) -> dict:
         """Learn parameters for each history's key, reused by later fits (no re-estimation)."""
         for history in histories:
@@ -349,7 +354,7 @@ class Forecaster(ABC):
         horizon = steps_for(self.calibration_horizon_s, step)
         window = min(int(self.calibration_days * DAY / step), n // 3)
         cut = n - window
-        learned = self.learned.get(data.key)
+        learned = self.learned_for(data.key)
         if window < _MIN_ORIGINS + horizon or (learned is None and cut < self.min_history(step)):
             return None, learned
         params = learned if learned is not None else self._estimate(data.y[:cut], data.start, step)
