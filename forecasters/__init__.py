@@ -14,6 +14,7 @@ from forecasters.base import DEFAULT_QUANTILES, Fitted, Forecaster, ForecastInpu
 MODELS: dict[str, str] = {
     "naive": "forecasters.naive:Naive",
     "seasonal-naive": "forecasters.naive:SeasonalNaive",
+    "profile": "forecasters.profile:Profile",
     "ets": "forecasters.ets:ETS",
     "sarimax": "forecasters.sarimax:SARIMAX",
     "gbm": "forecasters.gbm:QuantileGBM",

@@ -399,3 +399,23 @@ def _conformal(residuals: np.ndarray, q: float) -> np.ndarray:
     elif q < 0.5:
         out = np.minimum.accumulate(out)
     return out
+
+
+def resample(key: str, timestamps: np.ndarray, values: np.ndarray, step: float) -> Series:
+    """Irregularly timed samples onto a regular ``step`` grid: the mean of the samples in each
+    clock-aligned bin; a bin with no sample is a gap (NaN), never zero."""
+    t = np.asarray(timestamps, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if t.shape != v.shape or t.ndim != 1 or t.shape[0] == 0:
+        raise ForecastInputError(f"series {key!r}: need equally many timestamps and values (got {t.shape} and {v.shape})")
+    if not step > 0 or not np.isfinite(t).all():
+        raise ForecastInputError(f"series {key!r}: step must be > 0 and timestamps finite")
+    start = math.floor(t.min() / step) * step
+    index = np.floor((t - start) / step).astype(np.int64)
+    n = int(index.max()) + 1
+    ok = ~np.isnan(v)
+    sums = np.bincount(index[ok], weights=v[ok], minlength=n)
+    counts = np.bincount(index[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return Series(key, start, step, out)

@@ -414,11 +414,12 @@ class ReactiveConfig(_Section):
 class PredictiveConfig(_Section):
     """Key ``policies.predictive``: a policy that provisions ahead of forecast demand."""
 
-    forecaster: Literal["holt-winters"] = Field(
-        default="holt-winters",
+    forecaster: str = Field(
+        default="auto",
         description=(
-            "Demand forecaster. Holt-Winters (seasonal exponential smoothing) is the only one "
-            "implemented; it is cheap to refit and captures daily cycles."
+            "Demand forecaster, by registered name (see `aiops backtest --help`). `auto` picks per "
+            "workload, by rolling-origin backtest, among naive, seasonal-naive and a seasonal "
+            "profile model, with conformally calibrated quantiles."
         ),
     )
     quantile: float = Field(
@@ -457,16 +458,6 @@ class PredictiveConfig(_Section):
             "and weekend patterns are each seen twice while old behaviour ages out."
         ),
     )
-    min_history_days: float = Field(
-        default=2.0,
-        gt=0,
-        description=(
-            "Least history for the daily-seasonal Holt-Winters fit, in days; must be <= "
-            "history_days. With less, the forecaster falls back to a damped Holt trend without "
-            "season (and with under an hour, to the last level), and the forecast says so. "
-            "2 days is two daily cycles, the fewest a seasonal fit can use."
-        ),
-    )
     fill_idle_gpus: bool = Field(
         default=True,
         description=(
@@ -476,13 +467,14 @@ class PredictiveConfig(_Section):
         ),
     )
 
-    @field_validator("min_history_days")
+    @field_validator("forecaster")
     @classmethod
-    def _min_history_within_history(cls, min_days: float, info: ValidationInfo) -> float:
-        history_days = info.data.get("history_days")
-        if history_days is not None and min_days > history_days:
-            raise ValueError(f"must be <= history_days ({history_days})")
-        return min_days
+    def _known_forecaster(cls, name: str) -> str:
+        from forecasters import MODELS
+
+        if name not in MODELS:
+            raise ValueError(f"unknown forecaster {name!r}; choose from {', '.join(MODELS)}")
+        return name
 
 
 class OracleConfig(_Section):

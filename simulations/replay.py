@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from forecasters.holt_winters import DEFAULT_QUANTILES, HoltWintersForecaster
+from forecasters import DEFAULT_QUANTILES, build
+from forecasters.stream import ForecastStream
 from forecasters.series import Forecast, Series
 from policies import POLICIES
 from policies.leadtime import lead_steps, plan_from_forecasts
@@ -190,9 +191,8 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     forecaster = None
     if name == "predictive":
         pc = config.policies.predictive
-        forecaster = HoltWintersForecaster(
-            quantiles=tuple(sorted(set(DEFAULT_QUANTILES) | {pc.quantile})), refit_every=pc.refit_every_seconds,
-            history_days=pc.history_days, min_history_days=pc.min_history_days)
+        model = build(pc.forecaster, {"quantiles": sorted(set(DEFAULT_QUANTILES) | {pc.quantile})})
+        forecaster = ForecastStream(model, refit_every=pc.refit_every_seconds, history_days=pc.history_days)
 
     p95 = np.empty((n_steps, n), dtype=np.float32)
     slo_ok = np.empty((n_steps, n), dtype=bool)

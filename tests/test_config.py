@@ -75,10 +75,10 @@ def test_default_config_values() -> None:
     assert (reactive.target_utilization, reactive.tolerance) == (0.7, 0.1)
     assert reactive.scale_down_stabilization_seconds == 300
     predictive = config.policies.predictive
-    assert predictive.forecaster == "holt-winters"
+    assert predictive.forecaster == "auto"
     assert (predictive.quantile, predictive.target_utilization) == (0.95, 0.9)
     assert predictive.refit_every_seconds == 21600
-    assert (predictive.history_days, predictive.min_history_days) == (14, 2)
+    assert predictive.history_days == 14
     assert config.policies.enabled == ["reactive", "predictive", "oracle"]
 
     assert config.workload_defaults.model_dump() == {
@@ -203,12 +203,11 @@ policies:
     tolerance: 0.05
     scale_down_stabilization_seconds: 600.0
   predictive:
-    forecaster: holt-winters
+    forecaster: ets
     quantile: 0.9
     target_utilization: 0.85
     refit_every_seconds: 3600.0
     history_days: 7.0
-    min_history_days: 1.0
     fill_idle_gpus: false
   oracle: {}
   enabled: [oracle, reactive]
@@ -311,9 +310,9 @@ def test_workloads_may_be_empty() -> None:
             id="quantile-one",
         ),
         pytest.param(
-            "policies: {predictive: {history_days: 1, min_history_days: 2}}",
-            ["policies.predictive.min_history_days: must be <= history_days (1"],
-            id="min-history-above-history",
+            "policies: {predictive: {forecaster: prophet}}",
+            ["policies.predictive.forecaster: unknown forecaster 'prophet'; choose from naive"],
+            id="unknown-forecaster",
         ),
         pytest.param(
             "policies: {enabled: [reactive, autopilot]}",

@@ -1,4 +1,5 @@
-"""Series/Forecast values and the streaming Holt-Winters forecaster behind the predictive policy."""
+"""Series/Forecast values, the shared fit/predict machinery (cleaning, fallbacks, conformal
+calibration), the ETS and profile models, the selector and the streaming wrapper."""
 
 from __future__ import annotations
 
@@ -9,20 +10,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecasters.holt_winters import HoltWintersForecaster
+from forecasters import build
+from forecasters.base import ForecastInputError, prepare, resample, seasons, steps_for
+from forecasters.ets import ETS, _recursion, buckets
+from forecasters.naive import Naive, SeasonalNaive
+from forecasters.profile import Profile
+from forecasters.selector import Selector
 from forecasters.series import Forecast, Series
+from forecasters.stream import ForecastStream
 
 DAY = 86_400
+START = 1_767_571_200.0  # a midnight UTC
 
 
-def daily(days: float, step: float = 60.0, seed: int = 0, start: float = 1_767_571_200.0) -> Series:
+def daily(days: float, step: float = 60.0, seed: int = 0, noise: float = 3.0, start: float = START) -> Series:
     n = int(days * DAY / step)
     t = np.arange(n) * step
     rng = np.random.default_rng(seed)
-    values = 100 + 60 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 3, n)
+    values = 100 + 60 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, noise, n)
     return Series("w", start, step, values)
 
 
+# -- values -------------------------------------------------------------------------------------
 def test_series_is_read_only_and_knows_its_end():
     s = Series("w", 100.0, 60.0, [1.0, 2.0, np.nan])
     assert s.end == 100 + 3 * 60
@@ -43,96 +52,229 @@ def test_exact_forecast_answers_every_quantile_with_the_values(values, q):
     assert np.array_equal(f.at_least(q), np.array(values))
 
 
-def test_seasonal_forecast_is_monotone_and_tracks_the_cycle():
-    series = daily(4)
-    f = HoltWintersForecaster().forecast(series, 30)
-    assert f is not None and f.fell_back is None and f.model == "holt-winters/holt-winters"
-    levels = sorted(f.quantiles)
-    stacked = np.stack([f.quantiles[q] for q in levels])
-    assert (np.diff(stacked, axis=0) >= 0).all()
-    # the truth continues the sine: the median is within a few noise sigmas of it
-    t = series.end + 60 * np.arange(30) - series.start
-    truth = 100 + 60 * np.sin(2 * np.pi * t / DAY)
-    assert np.abs(f.quantiles[0.5] - truth).max() < 12
-    # and the 0.99 quantile sits above the median by a noise-sized margin, not a huge one
-    gap = f.quantiles[0.99] - f.quantiles[0.5]
-    assert (gap > 0).all() and gap.max() < 30
+# -- input handling -----------------------------------------------------------------------------
+def test_seasons_and_horizons_come_from_the_step():
+    assert seasons(60) == {"daily": 1440, "weekly": 10080}
+    assert seasons(600) == {"daily": 144, "weekly": 1008}
+    assert seasons(7 * 3600) == {"weekly": 24}  # 86400 / 25200 is not whole: no daily season
+    assert steps_for(1800, 60) == 30 and steps_for(1800, 600) == 3 and steps_for(60, 600) == 1
 
 
-def test_short_history_falls_back_and_says_why():
-    f = HoltWintersForecaster().forecast(daily(0.5), 10)
-    assert f is not None and f.fell_back and "holt" in f.fell_back
-    tiny = HoltWintersForecaster().forecast(daily(0.03), 10)
-    assert tiny is not None and tiny.model == "naive" and "buckets" in tiny.fell_back
+def test_prepare_fills_gaps_keeps_truth_and_removes_isolated_spikes():
+    values = np.full(50, 10.0)
+    values[:3] = np.nan  # leading gap: dropped
+    values[20:23] = np.nan  # interior gap: interpolated
+    values[30] = 1000.0  # one-point spike
+    values[40:] = 30.0  # a level shift is demand, not a spike
+    values[-1] = np.nan  # trailing gap: last value carried
+    p = prepare(Series("w", 0.0, 60.0, values))
+    assert p.start == 180.0 and p.y.shape[0] == 47
+    assert np.isnan(p.observed[17:20]).all() and (p.y[17:20] == 10.0).all()
+    assert p.y[27] == 10.0 and p.despiked == 1 and p.observed[27] == 1000.0
+    assert (p.y[37:] == 30.0).all() and p.filled == 4
 
 
-def test_no_recent_observation_gives_no_forecast():
-    s = daily(3)
-    values = s.values.copy()
-    values[-20:] = np.nan
-    assert HoltWintersForecaster().forecast(Series("w", s.start, s.step, values), 10) is None
+@pytest.mark.parametrize("values, match", [
+    ([np.nan, np.nan], "all 2 values are gaps"),
+    ([], "empty history"),
+    ([1.0, np.inf], "infinite value at index 1"),
+    ([1.0, -2.0], "negative demand -2 at index 1"),
+])
+def test_unusable_histories_are_one_line_errors(values, match):
+    with pytest.raises(ForecastInputError, match=match):
+        Naive().fit(Series("w", 0.0, 60.0, np.array(values, dtype=float)))
 
 
-def test_streaming_updates_equal_a_statsmodels_refit_with_the_same_parameters():
-    """Advancing the states bucket by bucket must be exactly statsmodels' own recursion."""
+@pytest.mark.parametrize("horizon", [0, -5, 2.5, True])
+def test_bad_horizons_are_refused(horizon):
+    with pytest.raises(ForecastInputError, match="horizon must be a whole number"):
+        Naive().forecast(Series("w", 0.0, 60.0, [1.0, 2.0]), horizon)
+
+
+def test_bad_quantile_levels_are_refused():
+    with pytest.raises(ForecastInputError, match="strictly between 0 and 1"):
+        Naive(quantiles=(0.5, 1.0))
+
+
+def test_resample_bins_irregular_samples_and_leaves_empty_bins_as_gaps():
+    s = resample("w", np.array([0.0, 20.0, 70.0, 250.0]), np.array([1.0, 3.0, 5.0, 7.0]), 60.0)
+    assert s.start == 0.0 and s.step == 60.0
+    np.testing.assert_array_equal(s.values, [2.0, 5.0, np.nan, np.nan, 7.0])
+
+
+def test_short_history_falls_back_to_naive_and_says_why():
+    f = build("auto").forecast(Series("w", START, 60.0, [4.0]), 3)
+    assert f.model == "auto/naive" and "uncalibrated" in f.fell_back
+    g = Profile().forecast(daily(1.0), 10)
+    assert g.model == "naive" and "profile needs 2880 observed steps, the history has 1440" in g.fell_back
+
+
+def test_zero_and_intermittent_demand_give_finite_non_negative_forecasts():
+    zeros = Series("w", START, 600.0, np.zeros(6 * 144))
+    rng = np.random.default_rng(1)
+    sparse = Series("w", START, 600.0, np.where(rng.random(6 * 144) < 0.05, rng.integers(1, 5, 6 * 144), 0.0))
+    for series in (zeros, sparse):
+        for name in ("naive", "seasonal-naive", "profile", "ets", "auto"):
+            f = build(name).forecast(series, 6)
+            stacked = np.stack(list(f.quantiles.values()))
+            assert np.isfinite(stacked).all() and (stacked >= 0).all()
+    assert np.all(build("auto").forecast(zeros, 6).quantiles[0.99] == 0)
+
+
+def test_level_shift_is_followed_within_minutes():
+    s = daily(4, noise=1.0)
+    values = np.array(s.values)
+    values[-30:] += 200.0  # demand jumps for the last half hour
+    shifted = Series("w", s.start, s.step, values)
+    expected = 100 + 60 * np.sin(2 * np.pi * (np.arange(10) * 60 + s.end - s.start) / DAY) + 200
+    for model in (build("ets"), build("naive"), Selector(candidates=("naive", "profile", "ets"))):
+        f = model.forecast(shifted, 10)
+        assert np.abs(f.quantiles[0.5] - expected).mean() < 10, model.name
+
+
+def test_profile_learns_a_shift_guard_from_a_history_with_shifts():
+    """The profile model's level is slow when the history is calm (that is what minimises its
+    error there); when the history holds sudden shifts, its grid search turns the guard on."""
+    s = daily(4, noise=1.0)
+    values = np.array(s.values)
+    for day in range(4):  # a two-hour +200 step every afternoon, and one now
+        values[day * 1440 + 900: day * 1440 + 1020] += 200.0
+    values[-30:] += 200.0
+    f = Profile().fit(Series("w", s.start, s.step, values))
+    assert f.params["sigma"] is not None
+    expected = 100 + 60 * np.sin(2 * np.pi * (np.arange(10) * 60 + s.end - s.start) / DAY) + 200
+    assert np.abs(f.predict(10).quantiles[0.5] - expected).mean() < 10
+
+
+# -- calibration --------------------------------------------------------------------------------
+def test_conformal_90_percent_interval_covers_about_90_percent():
+    full = daily(12, step=600.0, seed=5, noise=8.0)
+    model = Profile(quantiles=(0.05, 0.5, 0.95))
+    hits = []
+    for cut in range(8 * 144, 12 * 144 - 6, 7):
+        history = Series("w", full.start, full.step, full.values[:cut])
+        f = model.forecast(history, 6)
+        truth = full.values[cut: cut + 6]
+        hits.append((truth >= f.quantiles[0.05]) & (truth <= f.quantiles[0.95]))
+    coverage = float(np.mean(hits))
+    assert 0.8 <= coverage <= 0.98, coverage
+
+
+def test_intervals_widen_with_the_lead():
+    f = Naive().forecast(daily(3, noise=10.0), 60)
+    width = f.quantiles[0.99] - f.quantiles[0.5]
+    assert width[-10:].mean() > 1.2 * width[:10].mean()
+
+
+# -- models -------------------------------------------------------------------------------------
+def test_ets_recursion_equals_statsmodels_with_the_same_parameters():
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-    fc = HoltWintersForecaster(refit_every=10 * DAY)
-    full = daily(4, seed=3)
-    first = int(3 * DAY / 60)
-    fc.forecast(Series("w", full.start, 60, full.values[:first]), 5)  # optimises on 3 days
-    fit = fc._fits["w"]
-    params = (fit.alpha, fit.beta, fit.gamma, fit.phi)
-    fc.forecast(Series("w", full.start, 60, full.values), 5)  # advances one more day of buckets
-    assert fc._fits["w"] is fit and (fit.alpha, fit.beta, fit.gamma, fit.phi) == params  # not re-optimised
-    buckets = full.values.reshape(-1, 10).mean(axis=1)
+    s = daily(4, seed=3)
+    _, _, _, b = buckets(np.asarray(s.values), s.start, s.step, 600.0)
+    params = {"alpha": 0.3, "beta": 0.05, "gamma": 0.2, "phi": 0.95}
+    fitted, level, trend, season = _recursion(b, params, 144)
+    first, second = b[:144], b[144:288]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = ExponentialSmoothing(buckets[: first // 10], trend="add", damped_trend=True, seasonal="add",
-                                   seasonal_periods=144, initialization_method="heuristic").fit()
-        p = ref.params
-        again = ExponentialSmoothing(buckets, trend="add", damped_trend=True, seasonal="add", seasonal_periods=144,
-                                     initialization_method="known", initial_level=p["initial_level"],
-                                     initial_trend=p["initial_trend"], initial_seasonal=p["initial_seasons"]).fit(
-            smoothing_level=p["smoothing_level"], smoothing_trend=p["smoothing_trend"],
-            smoothing_seasonal=p["smoothing_seasonal"], damping_trend=p["damping_trend"], optimized=False)
-    np.testing.assert_allclose(fit.forecast(6), again.forecast(6), rtol=1e-9)
-    np.testing.assert_allclose(np.asarray(fit.fitted), again.fittedvalues, rtol=1e-9)
+        ref = ExponentialSmoothing(b, trend="add", damped_trend=True, seasonal="add", seasonal_periods=144,
+                                   initialization_method="known", initial_level=first.mean(),
+                                   initial_trend=(second.mean() - first.mean()) / 144,
+                                   initial_seasonal=first - first.mean()).fit(
+            smoothing_level=0.3, smoothing_trend=0.05, smoothing_seasonal=0.2, damping_trend=0.95, optimized=False)
+    np.testing.assert_allclose(fitted, ref.fittedvalues, rtol=1e-9)
+    np.testing.assert_allclose(level[-1], ref.level[-1], rtol=1e-9)
 
 
-def test_gaps_in_history_do_not_break_the_forecast():
+@pytest.mark.parametrize("model", [ETS(), Profile(), SeasonalNaive()])
+def test_seasonal_models_beat_naive_an_hour_ahead(model):
+    full = daily(6, seed=2)
+    cut = int(5 * DAY / 60)  # demand rising fastest: the last value is an hour out of date
+    history = Series("w", full.start, 60.0, full.values[:cut])
+    truth = full.values[cut: cut + 60]
+    mae = np.abs(model.forecast(history, 60).quantiles[0.5] - truth).mean()
+    naive = np.abs(Naive().forecast(history, 60).quantiles[0.5] - truth).mean()
+    assert mae < 0.6 * naive
+
+
+def test_profile_is_learned_once_and_reused():
+    m = Profile()
     s = daily(3)
-    values = s.values.copy()
-    values[1000:1100] = np.nan
-    f = HoltWintersForecaster().forecast(Series("w", s.start, s.step, values), 12)
-    assert f is not None and np.isfinite(f.quantiles[0.95]).all()
+    m.train([s])
+    assert set(m.learned) == {"w"}
+    fitted = m.fit(s)
+    assert fitted.params is m.learned["w"]
+    state, blobs = m.export()
+    twin = Profile()
+    twin.restore(state, blobs)
+    np.testing.assert_array_equal(twin.forecast(s, 5).quantiles[0.9], m.forecast(s, 5).quantiles[0.9])
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**16), st.floats(0.1, 1e4))
-def test_forecasts_are_non_negative_and_monotone_for_any_scale(seed, scale):
-    s = daily(2.2, seed=seed)
-    rng = np.random.default_rng(seed)
-    values = np.maximum(s.values * scale / 100 + rng.normal(0, scale / 20, len(s)), 0)
-    f = HoltWintersForecaster().forecast(Series("w", s.start, s.step, values), 9)
-    assert f is not None
+# -- selector -----------------------------------------------------------------------------------
+def test_selector_picks_the_model_with_the_best_backtest():
+    periodic = Series("w", START, 600.0, np.tile(np.r_[np.zeros(72), np.full(72, 50.0)], 5))
+    fitted = Selector().fit(periodic)
+    assert fitted.model == "auto/seasonal-naive"
+    assert fitted.scores["seasonal-naive"] <= min(fitted.scores.values())
+    walk = Series("w", START, 600.0, 1000 + np.cumsum(np.random.default_rng(0).normal(0, 5, 5 * 144)))
+    assert Selector().fit(walk).model in ("auto/naive", "auto/profile")
+
+
+def test_selector_leaves_out_a_failing_candidate_and_says_so(monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Profile, "_estimate", broken)
+    f = Selector(candidates=("profile", "naive")).forecast(daily(3), 5)
+    assert f.model == "auto/naive" or f.model == "auto/seasonal-naive"
+    assert "profile failed: RuntimeError: boom" in f.fell_back
+
+
+def test_selector_falls_back_when_the_winner_fails_to_predict(monkeypatch):
+    s = Series("w", START, 600.0, np.tile(np.r_[np.zeros(72), np.full(72, 50.0)], 5))
+    fitted = Selector().fit(s)
+    assert fitted.model == "auto/seasonal-naive"
+
+    def broken(self, *args, **kwargs):
+        raise FloatingPointError("overflow")
+
+    monkeypatch.setattr(SeasonalNaive, "_paths", broken)
+    f = fitted.predict(3)
+    assert f.model.startswith("auto/") and "seasonal-naive failed to predict (FloatingPointError)" in f.fell_back
+
+
+def test_unknown_candidate_is_refused():
+    with pytest.raises(ForecastInputError, match="unknown candidate 'prophet'"):
+        Selector(candidates=("prophet",))
+
+
+# -- streaming ----------------------------------------------------------------------------------
+def test_stream_refits_on_schedule_and_updates_in_between():
+    full = daily(4)
+    stream = ForecastStream(build("profile"), refit_every=3600.0)
+    n = int(3 * DAY / 60)
+    first = stream.forecast(Series("w", full.start, 60, full.values[:n]), 10)
+    params = stream.fitted("w").params
+    stream.forecast(Series("w", full.start, 60, full.values[: n + 30]), 10)
+    assert stream.fitted("w").params is params  # updated, not refitted
+    later = stream.forecast(Series("w", full.start, 60, full.values[: n + 60]), 10)
+    assert stream.fitted("w").params is not params  # an hour later: refitted
+    assert first.horizon == later.horizon == 10
+
+
+def test_stream_gives_no_forecast_on_stale_data():
+    s = daily(3)
+    values = np.array(s.values)
+    values[-10:] = np.nan
+    assert ForecastStream(build("auto")).forecast(Series("w", s.start, 60, values), 5) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1e4), st.just(float("nan"))), min_size=1, max_size=300),
+       st.integers(1, 40))
+def test_any_history_with_one_observation_gives_a_monotone_forecast(values, horizon):
+    if np.isnan(values).all():
+        values[0] = 1.0
+    f = build("auto").forecast(Series("w", START, 600.0, np.array(values)), horizon)
     stacked = np.stack([f.quantiles[q] for q in sorted(f.quantiles)])
-    assert (stacked >= 0).all() and (np.diff(stacked, axis=0) >= -1e-9).all()
-
-
-@pytest.mark.parametrize("gap", [5, 6, 9])
-def test_naive_fallback_survives_a_short_gap_at_the_end(gap):
-    """The naive level averaged fewer points than the guard checked: a 5-9 step gap gave NaN."""
-    values = np.full(30, 10.0)
-    values[-gap:] = np.nan
-    f = HoltWintersForecaster().forecast(Series("w", 1_700_000_000.0, 60.0, values), 5)
-    assert f is not None and f.model == "naive" and np.allclose(f.quantiles[0.5], 10.0)
-
-
-def test_forecast_covers_lead_times_beyond_an_hour():
-    """The coarse path was 8 buckets long: leads past ~70 minutes were held flat."""
-    series = daily(4)
-    f = HoltWintersForecaster().forecast(series, 240)
-    t = series.end + 60 * np.arange(240) - series.start
-    truth = 100 + 60 * np.sin(2 * np.pi * t / DAY)
-    assert np.abs(f.quantiles[0.5] - truth).max() < 15
+    assert stacked.shape == (4, horizon) and np.isfinite(stacked).all() and (np.diff(stacked, axis=0) >= 0).all()
