@@ -323,9 +323,9 @@ class Forecaster(ABC):
             return self._fall_back(history, f"{self.name} needs {need} observed steps, the history has {data.n_observed}")
         try:
             return self._fit_prepared(data)
-        except (ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
-            if isinstance(exc, ForecastInputError):
-                raise
+        except ForecastInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model that breaks on this history hands it on
             return self._fall_back(history, f"{self.name} failed: {type(exc).__name__}: {str(exc)[:120]}")
 
     def _fall_back(self, history: Series, why: str) -> Fitted:
@@ -351,11 +351,12 @@ class Forecaster(ABC):
         it were learned earlier (``train``), those parameters.
         """
         n, step = data.y.shape[0], data.step
-        horizon = steps_for(self.calibration_horizon_s, step)
         window = min(int(self.calibration_days * DAY / step), n // 3)
+        # A short history calibrates a shorter horizon (offsets further out grow like sqrt(lead)).
+        horizon = min(steps_for(self.calibration_horizon_s, step), window - _MIN_ORIGINS)
         cut = n - window
         learned = self.learned_for(data.key)
-        if window < _MIN_ORIGINS + horizon or (learned is None and cut < self.min_history(step)):
+        if horizon < 1 or (learned is None and cut < self.min_history(step)):
             return None, learned
         params = learned if learned is not None else self._estimate(data.y[:cut], data.start, step)
         last = n - 1  # an origin needs at least one step of truth after it
@@ -382,23 +383,35 @@ class Forecaster(ABC):
 
 def _conformal(residuals: np.ndarray, q: float) -> np.ndarray:
     """Per lead, the finite-sample conformal q-quantile of the residuals, made monotone in the lead
-    (upper quantiles never shrink with the lead, lower ones never grow)."""
-    counts = np.count_nonzero(~np.isnan(residuals), axis=0)
-    out = np.zeros(residuals.shape[1])
-    for h in range(residuals.shape[1]):
-        r = residuals[:, h]
-        r = r[~np.isnan(r)]
-        if r.shape[0] == 0:
-            out[h] = out[h - 1] if h else 0.0
-            continue
-        m = counts[h]
-        level = min(1.0, q * (m + 1) / m) if q > 0.5 else max(0.0, (q * (m + 1) - 1) / m)
-        out[h] = np.quantile(r, level, method="higher" if q > 0.5 else "lower")
+    (upper quantiles never shrink with the lead, lower ones never grow).
+
+    With ``m`` residuals at a lead, the upper offset is the ``ceil((m + 1) q)``-th smallest (the
+    largest when that exceeds ``m``), the lower one the ``floor((m + 1) q)``-th: the standard
+    split-conformal ranks, which guarantee at least the nominal coverage on exchangeable data.
+    """
+    ordered = np.sort(residuals, axis=0)  # NaN sort last
+    m = np.count_nonzero(~np.isnan(residuals), axis=0)
+    if q >= 0.5:
+        rank = np.ceil((m + 1) * q - 1e-9).astype(int)
+    else:
+        rank = np.floor((m + 1) * q + 1e-9).astype(int)
+    rank = np.clip(rank, 1, np.maximum(m, 1)) - 1
+    out = ordered[rank, np.arange(residuals.shape[1])]
+    out = np.where(m > 0, out, np.nan)
+    if np.isnan(out).any():  # leads with no residual at all take the previous lead's offset
+        out = _ffill(out)
     if q > 0.5:
         out = np.maximum.accumulate(out)
     elif q < 0.5:
         out = np.minimum.accumulate(out)
     return out
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    idx = np.where(~np.isnan(values), np.arange(values.shape[0]), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    return np.nan_to_num(out, nan=0.0)
 
 
 def resample(key: str, timestamps: np.ndarray, values: np.ndarray, step: float) -> Series:

@@ -105,8 +105,10 @@ def test_resample_bins_irregular_samples_and_leaves_empty_bins_as_gaps():
 def test_short_history_falls_back_to_naive_and_says_why():
     f = build("auto").forecast(Series("w", START, 60.0, [4.0]), 3)
     assert f.model == "auto/naive" and "uncalibrated" in f.fell_back
-    g = Profile().forecast(daily(1.0), 10)
-    assert g.model == "naive" and "profile needs 2880 observed steps, the history has 1440" in g.fell_back
+    g = Profile().forecast(Series("w", START, 60.0, np.arange(20.0)), 10)
+    assert g.model == "naive" and "profile needs 24 observed steps, the history has 20" in g.fell_back
+    flat = Profile().fit(daily(1.5))  # under two days: no daily season to learn yet
+    assert flat.model == "profile" and flat.params["period"] is None
 
 
 def test_zero_and_intermittent_demand_give_finite_non_negative_forecasts():
