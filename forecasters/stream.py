@@ -6,6 +6,11 @@ re-calibrating its intervals on the latest history); in between it conditions th
 parameters on the newest observations (:meth:`Fitted.update`), which costs a small fraction of a
 fit. The simulation and the live agent use it the same way.
 
+With a :class:`~forecasters.drift.DriftMonitor`, the stream scores its own forecasts against what
+was then observed: each fit's backtest errors become the monitor's baseline, and when the monitor
+asks for a retrain (live error well above the backtest's for an hour) the stream refits at once
+instead of waiting for the schedule, and counts it (:attr:`retrains`).
+
 A workload with no observation over the last ``stale_seconds`` gets no forecast (``None``): the
 policy then decides reactively and says so, and never scales down on missing data.
 """
@@ -15,17 +20,21 @@ from __future__ import annotations
 import numpy as np
 
 from forecasters.base import DAY, Fitted, Forecaster
+from forecasters.drift import DriftMonitor, baseline_from_calibration
 from forecasters.series import Forecast, Series
 
 
 class ForecastStream:
     def __init__(self, model: Forecaster, refit_every: float = 21_600.0, history_days: float = 14.0,
-                 stale_seconds: float = 600.0) -> None:
+                 stale_seconds: float = 600.0, drift: DriftMonitor | None = None) -> None:
         self.model = model
         self.refit_every = float(refit_every)
         self.history_days = float(history_days)
         self.stale_seconds = float(stale_seconds)
+        self.drift = drift
+        self.retrains: dict[str, int] = {}  # key -> refits the drift monitor asked for
         self._fits: dict[str, tuple[float, Fitted]] = {}
+        self._seen: dict[str, float] = {}  # key -> timestamp of the last observation given to drift
 
     def history_steps(self, step: float) -> int:
         """Steps of history a caller should pass (more is ignored)."""
@@ -41,12 +50,44 @@ class ForecastStream:
         recent = series.values[-max(1, int(round(self.stale_seconds / series.step))):]
         if recent.shape[0] == 0 or np.isnan(recent).all():
             return None
+        now = series.end
+        retrain = False
+        if self.drift is not None:
+            self._observe(series)
+            retrain = series.key in self._fits and self.drift.status(series.key, now).retrain
         history = series.tail(self.history_steps(series.step))
         entry = self._fits.get(series.key)
-        if entry is None or series.end - entry[0] >= self.refit_every:
+        if entry is None or now - entry[0] >= self.refit_every or retrain:
             fitted = self.model.fit(history)
-            self._fits[series.key] = (series.end, fitted)
+            self._fits[series.key] = (now, fitted)
+            if self.drift is not None:
+                self._rebase(series.key, fitted, now, retrain)
         else:
             fitted = entry[1].update(history)
             self._fits[series.key] = (entry[0], fitted)
-        return fitted.predict(horizon)
+        forecast = fitted.predict(horizon)
+        if self.drift is not None:
+            self.drift.record(forecast)
+        return forecast
+
+    def _observe(self, series: Series) -> None:
+        """Hand the drift monitor the observations it has not seen (at most the last day's)."""
+        n_new = min(len(series), int(DAY / series.step))
+        seen = self._seen.get(series.key)
+        if seen is not None:
+            n_new = min(n_new, int(round((series.end - series.step - seen) / series.step)))
+        values = series.values[len(series) - n_new:] if n_new > 0 else ()
+        first = series.end - n_new * series.step
+        for i, value in enumerate(values):
+            if not np.isnan(value):
+                self.drift.observe(series.key, first + i * series.step, float(value))
+        self._seen[series.key] = series.end - series.step
+
+    def _rebase(self, key: str, fitted: Fitted, now: float, retrain: bool) -> None:
+        if retrain:
+            self.drift.acknowledge_retrain(key, now)
+            self.retrains[key] = self.retrains.get(key, 0) + 1
+        if fitted.calibration is not None:
+            baseline = baseline_from_calibration(fitted.calibration, self.drift.leads)
+            if baseline:
+                self.drift.set_baseline(key, baseline)

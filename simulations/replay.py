@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from forecasters import DEFAULT_QUANTILES, build
+from forecasters.drift import DriftMonitor
 from forecasters.stream import ForecastStream
 from forecasters.series import Forecast, Series
 from policies import POLICIES
@@ -192,7 +193,10 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
     if name == "predictive":
         pc = config.policies.predictive
         model = build(pc.forecaster, {"quantiles": sorted(set(DEFAULT_QUANTILES) | {pc.quantile})})
-        forecaster = ForecastStream(model, refit_every=pc.refit_every_seconds, history_days=pc.history_days)
+        # The stream checks its own forecasts: a forecast that drifts from its backtest error for an
+        # hour is refitted at once, not at the next scheduled refit.
+        drift = DriftMonitor(lead=max(1, horizon // 2), leads=(1,))
+        forecaster = ForecastStream(model, refit_every=pc.refit_every_seconds, history_days=pc.history_days, drift=drift)
 
     p95 = np.empty((n_steps, n), dtype=np.float32)
     slo_ok = np.empty((n_steps, n), dtype=bool)
