@@ -280,3 +280,28 @@ def test_any_history_with_one_observation_gives_a_monotone_forecast(values, hori
     f = build("auto").forecast(Series("w", START, 600.0, np.array(values)), horizon)
     stacked = np.stack([f.quantiles[q] for q in sorted(f.quantiles)])
     assert stacked.shape == (4, horizon) and np.isfinite(stacked).all() and (np.diff(stacked, axis=0) >= 0).all()
+
+
+def test_stream_refits_early_when_its_forecasts_drift():
+    """A demand pattern that changes for good: the drift monitor sees live error far above the
+    backtest's and the stream refits long before its daily schedule."""
+    from forecasters.drift import DriftMonitor
+
+    full = daily(5, step=600.0, noise=1.0)
+    values = np.array(full.values)
+    change = int(3.5 * 144)
+    values[change:] = 300 + 60 * np.sin(2 * np.pi * np.arange(values.shape[0] - change) * 600 / DAY + np.pi)
+    stream = ForecastStream(build("seasonal-naive"), refit_every=10 * DAY,
+                            drift=DriftMonitor(lead=1, min_points=6, retrain_after_s=1800))
+    for t in range(3 * 144, values.shape[0]):
+        stream.forecast(Series("w", full.start, 600.0, values[:t]), 6)
+    assert stream.retrains.get("w", 0) >= 1
+    assert stream.drift.status("w", full.start + values.shape[0] * 600.0).baseline_mae is not None
+
+
+def test_stream_without_drift_never_refits_early():
+    full = daily(4, step=600.0, noise=1.0)
+    stream = ForecastStream(build("profile"), refit_every=10 * DAY)
+    for t in range(3 * 144, 4 * 144, 6):
+        stream.forecast(Series("w", full.start, 600.0, np.asarray(full.values)[:t]), 6)
+    assert stream.retrains == {}
