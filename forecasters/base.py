@@ -110,7 +110,8 @@ def prepare(series: Series, despike: bool = True) -> Prepared:
     idx = np.arange(observed.shape[0])
     y = observed if known.all() else np.interp(idx, idx[known], observed[known])  # trailing gap: last value
     despiked = 0
-    if despike and y.shape[0] >= 7:
+    # Intermittent demand (mostly zeros) is all "spikes" to a Hampel filter, and all real: skip it.
+    if despike and y.shape[0] >= 7 and np.mean(y == 0) < 0.3:
         y, despiked = _despike(y)
     return Prepared(series.key, series.start + first * series.step, series.step, y, observed,
                     int(np.count_nonzero(~known)), despiked)

@@ -3,8 +3,10 @@
 Every candidate is fitted on the same history and calibrated on the same origins (the base class
 does a rolling-origin backtest over the history's last stretch for its conformal calibration), so
 their backtest errors are comparable; the candidate with the lowest error, scaled by the in-sample
-one-step naive error (a MASE) and averaged over the calibration horizon, answers. The forecast's
-``model`` reads ``auto/<winner>``.
+one-step naive error (a MASE) and averaged over the calibration horizon, wins. With ``per_lead``
+(the default), each lead is then answered by the candidate whose backtest was best *at that lead*
+(on bursty series the last value often wins the next step and a seasonal model the hour after).
+The forecast's ``model`` reads ``auto/<winner>``, or ``auto/naive+profile`` when leads are split.
 
 A candidate that raises, or that could only answer through its own fallback (too little history
 for it), is left out of the comparison, and the reason is kept. If the winner fails when asked to
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from forecasters.base import Fitted, Forecaster, ForecastInputError
 from forecasters.series import Forecast, Series
 
@@ -33,7 +37,7 @@ class Selector(Forecaster):
     description = "picks per series the candidate with the best rolling-origin backtest"
 
     def __init__(self, candidates: tuple[str, ...] | list[str] = DEFAULT_CANDIDATES,
-                 candidate_config: dict | None = None, **base) -> None:
+                 candidate_config: dict | None = None, per_lead: bool = True, **base) -> None:
         super().__init__(**base)
         from forecasters import MODELS, build
 
@@ -46,10 +50,12 @@ class Selector(Forecaster):
                                          f"{', '.join(m for m in MODELS if m != self.name)}")
         self.candidate_names = names
         self.candidate_config = dict(candidate_config or {})
+        self.per_lead = bool(per_lead)
         self.candidates = [build(n, {**self._base_config(), **self.candidate_config.get(n, {})}) for n in names]
 
     def config(self) -> dict:
-        return {**self._base_config(), "candidates": list(self.candidate_names), "candidate_config": self.candidate_config}
+        return {**self._base_config(), "candidates": list(self.candidate_names), "candidate_config": self.candidate_config,
+                "per_lead": self.per_lead}
 
     # The selector delegates; it has no parameters of its own.
     def _estimate(self, y, start, step):  # pragma: no cover - never called: fit() is overridden
@@ -108,9 +114,30 @@ class Selector(Forecaster):
         ranked.sort(key=lambda item: (item[0], item[1]))
         best = ranked[0][2]
         scores = {f.model: round(score, 4) for score, _, f in ranked}
-        return SelectedFitted(**_fields(best), model=f"auto/{best.model}",
+        fitted_ranked = [f for _, _, f in ranked]
+        leads = _lead_winners(fitted_ranked) if self.per_lead else ()
+        return SelectedFitted(**_fields(best), model=f"auto/{_label(fitted_ranked, leads)}",
                               fell_back="; ".join(notes) or None,
-                              alternatives=tuple(f for _, _, f in ranked[1:]), scores=scores)
+                              alternatives=tuple(fitted_ranked[1:]), scores=scores, lead_models=leads)
+
+
+def _lead_winners(ranked: list[Fitted]) -> tuple[int, ...]:
+    """Per calibrated lead, the index (into ``ranked``) of the candidate with the lowest backtest
+    MAE at that lead; ``()`` when the overall winner is best at every lead."""
+    maes = [f.calibration.mae for f in ranked]
+    n = min(m.shape[0] for m in maes)
+    if len(ranked) < 2 or n == 0:
+        return ()
+    table = np.stack([m[:n] for m in maes])  # [candidate, lead]; ties go to the better-ranked one
+    winners = tuple(int(i) for i in np.argmin(table, axis=0))
+    return () if all(w == 0 for w in winners) else winners
+
+
+def _label(ranked: list[Fitted], leads: tuple[int, ...]) -> str:
+    if not leads:
+        return ranked[0].model
+    order = list(dict.fromkeys(leads))  # the models in the order their leads come
+    return "+".join(ranked[i].model for i in order)
 
 
 def _fields(fitted: Fitted) -> dict:
@@ -120,14 +147,16 @@ def _fields(fitted: Fitted) -> dict:
 
 @dataclass(frozen=True)
 class SelectedFitted(Fitted):
-    """The winner, with the runners-up to fall back on if it fails at predict time."""
+    """The winner, with the runners-up: per lead, the candidate whose backtest was best there
+    answers (``lead_models``), and if the winner fails at predict time a runner-up answers."""
 
     alternatives: tuple[Fitted, ...] = ()
     scores: dict | None = None  # candidate -> backtest score (MASE over the calibration horizon)
+    lead_models: tuple[int, ...] = ()  # per calibrated lead: 0 = the winner, i = alternatives[i - 1]
 
     def predict(self, horizon: int) -> Forecast:
         try:
-            return Fitted.predict(self, horizon)
+            forecast = Fitted.predict(self, horizon)
         except ForecastInputError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -136,11 +165,32 @@ class SelectedFitted(Fitted):
                     f = alt.predict(horizon)
                 except Exception:  # noqa: BLE001
                     continue
-                why = f"{self.model} failed to predict ({type(exc).__name__}); {alt.model} answered"
+                why = f"{self.forecaster.name} failed to predict ({type(exc).__name__}); {alt.model} answered"
                 return replace(f, model=f"auto/{f.model}", fell_back=why)
             raise
+        if not self.lead_models:
+            return replace(forecast, model=self.model)
+        return self._per_lead(forecast, horizon)
+
+    def _per_lead(self, forecast: Forecast, horizon: int) -> Forecast:
+        """Each lead from the candidate that backtested best at that lead (the last calibrated
+        lead's choice holds beyond the calibration horizon)."""
+        picks = np.array(self.lead_models + (self.lead_models[-1],) * max(0, horizon - len(self.lead_models)))[:horizon]
+        stacked = {q: np.array(v) for q, v in forecast.quantiles.items()}
+        for index in set(picks.tolist()) - {0}:
+            try:
+                other = self.alternatives[index - 1].predict(horizon)
+            except Exception:  # noqa: BLE001 - the winner's values stand at those leads
+                continue
+            mask = picks == index
+            for q in stacked:
+                stacked[q][mask] = other.quantiles[q][mask]
+        return replace(forecast, quantiles=stacked, model=self.model)
 
     def update(self, history: Series) -> "SelectedFitted":
+        keep = sorted(set(self.lead_models) - {0} | {1}) if self.alternatives else []
+        keep = [i for i in keep if i <= len(self.alternatives)]
+        remap = {0: 0, **{old: new + 1 for new, old in enumerate(keep)}}
         return replace(Fitted.update(self, history),
-                       alternatives=tuple(a.update(history) for a in self.alternatives[:1]))
-
+                       alternatives=tuple(self.alternatives[i - 1].update(history) for i in keep),
+                       lead_models=tuple(remap[i] for i in self.lead_models))

@@ -219,7 +219,32 @@ def test_selector_picks_the_model_with_the_best_backtest():
     assert fitted.model == "auto/seasonal-naive"
     assert fitted.scores["seasonal-naive"] <= min(fitted.scores.values())
     walk = Series("w", START, 600.0, 1000 + np.cumsum(np.random.default_rng(0).normal(0, 5, 5 * 144)))
-    assert Selector().fit(walk).model in ("auto/naive", "auto/profile")
+    chosen = Selector().fit(walk)
+    assert set(chosen.model.removeprefix("auto/").split("+")) <= {"naive", "profile"}  # no season in a walk
+
+
+def test_selector_answers_each_lead_with_the_candidate_best_there():
+    from forecasters.base import Calibration
+    from forecasters.selector import _lead_winners
+
+    def fake(mae):
+        cal = Calibration({0.5: np.zeros(3)}, np.array(mae, dtype=float), 1.0, 20)
+        return type("F", (), {"calibration": cal})()
+
+    assert _lead_winners([fake([1, 2, 3]), fake([2, 1, 4])]) == (0, 1, 0)
+    assert _lead_winners([fake([1, 1, 1]), fake([2, 1, 4])]) == ()  # ties go to the overall winner
+    s = Series("w", START, 600.0, np.tile(np.r_[np.zeros(72), np.full(72, 50.0)], 5))
+    fitted = Selector().fit(s)
+    forced = replace_leads(fitted, (0, 1, 1))
+    f, alt = forced.predict(5), fitted.alternatives[0].predict(5)
+    np.testing.assert_array_equal(f.quantiles[0.9][1:], alt.quantiles[0.9][1:])  # leads 2.. from the runner-up
+    assert f.quantiles[0.9][0] == fitted.predict(5).quantiles[0.9][0]
+
+
+def replace_leads(fitted, leads):
+    from dataclasses import replace
+
+    return replace(fitted, lead_models=leads)
 
 
 def test_selector_leaves_out_a_failing_candidate_and_says_so(monkeypatch):
@@ -305,3 +330,10 @@ def test_stream_without_drift_never_refits_early():
     for t in range(3 * 144, 4 * 144, 6):
         stream.forecast(Series("w", full.start, 600.0, np.asarray(full.values)[:t]), 6)
     assert stream.retrains == {}
+
+
+def test_intermittent_demand_is_not_despiked():
+    values = np.zeros(200)
+    values[::17] = 3.0  # the only demand there is: isolated requests
+    p = prepare(Series("w", 0.0, 60.0, values))
+    assert p.despiked == 0 and np.array_equal(p.y, values)
