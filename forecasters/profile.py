@@ -91,7 +91,18 @@ class Profile(Forecaster):
         warm = min(train_end, int(DAY / step))  # history the smoothed level warms up on
         seg_start = start + (train_end - warm) * step
         seg = y[train_end - warm:]
-        best = None
+        best: list | None = None  # per anchor lead: (error, params)
+        anchors = None
+
+        def score(p):
+            nonlocal best, anchors
+            anchors, errs = self._grid_error(p, seg, seg_start, step, horizon, warm)
+            if best is None:
+                best = [(e, p) for e in errs]
+            else:
+                best = [(e, p) if e < b[0] else b for e, b in zip(errs, best)]
+            return float(np.mean(errs))
+
         for period in periods:
             profile = self._profile(y[:train_end], start, step, period)
             width = max(self.phase_step, step)
@@ -101,7 +112,7 @@ class Profile(Forecaster):
                 for alpha in _ALPHAS:
                     for half in _HALF_LIVES_S:
                         p = {**params, "alpha": alpha, "half_life_s": half}
-                        err = self._grid_error(p, seg, seg_start, step, horizon, warm)
+                        err = score(p)
                         if mode_best is None or err < mode_best[0]:
                             mode_best = (err, p)
                 # the shift guard, its yardstick from the best unguarded fit: tried along both axes
@@ -109,39 +120,47 @@ class Profile(Forecaster):
                 sigma = self._noise(mode_best[1], seg, seg_start, step)
                 a0, h0 = mode_best[1]["alpha"], mode_best[1]["half_life_s"]
                 for alpha, half in sorted({(a, h0) for a in _ALPHAS} | {(a0, h) for h in _HALF_LIVES_S}):
-                    p = {**params, "alpha": alpha, "half_life_s": half, "sigma": sigma}
-                    err = self._grid_error(p, seg, seg_start, step, horizon, warm)
-                    if err < mode_best[0]:
-                        mode_best = (err, p)
-                if best is None or mode_best[0] < best[0]:
-                    best = mode_best
-        chosen = best[1]
-        return {**chosen, "profile": self._profile(y, start, step, chosen["period"]).tolist()}
+                    score({**params, "alpha": alpha, "half_life_s": half, "sigma": sigma})
+        # One parameter set per anchor lead (the best there), each profile recomputed on everything.
+        sets = [{**p, "profile": self._profile(y, start, step, p["period"]).tolist()} for _, p in best]
+        return {"anchors": [int(a) for a in anchors], "sets": sets}
 
     def _noise(self, p, y, start, step) -> float:
         """Spread of one-step errors (deseasonalised units): the shift guard's yardstick. Robust
         (MAD), so the bursts the guard should catch do not inflate it."""
         n = y.shape[0]
         origins = np.arange(max(1, n // 2), n)
-        point, _ = self._paths(p, y, start, step, origins, 1)
+        point = self._point(p, y, start, step, origins, np.array([0]))
         profile = np.asarray(p["profile"], dtype=float)
         scale = profile[self._phases(start + origins[0] * step, step, origins.shape[0], _period(p))]
         floor = 1e-6 + 0.01 * float(np.mean(profile))
         err = (y[origins] - point[:, 0]) / (np.maximum(scale, floor) if p["mode"] == "mul" else 1.0)
         return float(1.4826 * np.median(np.abs(err - np.median(err)))) + 1e-9
 
-    def _grid_error(self, p, y, start, step, horizon, lo) -> float:
-        """MAE at leads 1, H/2 and H from origins after ``lo`` (the holdout)."""
+    def _grid_error(self, p, y, start, step, horizon, lo) -> tuple[np.ndarray, np.ndarray]:
+        """The anchor leads (1, H/2, H) and the MAE at each, from origins after ``lo`` (the holdout)."""
         n = y.shape[0]
         horizon = max(1, min(horizon, (n - 1) // 2))  # a short history scores a shorter horizon
         lo = max(1, min(lo, n - horizon))
         origins = np.unique(np.linspace(lo, n - horizon, min(_GRID_ORIGINS, max(1, n - horizon - lo))).astype(int))
         leads = np.unique(np.array([1, max(1, horizon // 2), horizon]))
-        point, _ = self._paths(p, y, start, step, origins, horizon, leads=leads - 1)
+        point = self._point(p, y, start, step, origins, leads - 1)
         truth = y[origins[:, None] + leads[None, :] - 1]
-        return float(np.mean(np.abs(truth - point)))
+        return leads, np.mean(np.abs(truth - point), axis=0)
 
-    def _paths(self, params, y, start, step, origins, horizon, leads=None):
+    def _paths(self, params, y, start, step, origins, horizon):
+        """Each lead from the parameter set whose anchor lead is nearest (in the lead's log)."""
+        sets, anchors = params["sets"], np.asarray(params["anchors"], dtype=float)
+        h = np.arange(1, horizon + 1)
+        which = np.argmin(np.abs(np.log(h)[:, None] - np.log(anchors)[None, :]), axis=1)
+        out = np.empty((origins.shape[0], horizon))
+        for j in np.unique(which):
+            mask = which == j
+            out[:, mask] = self._point(sets[j], y, start, step, origins, np.flatnonzero(mask))
+        return out, None
+
+    def _point(self, params, y, start, step, origins, leads):
+        """Point forecasts of one parameter set at the 0-based ``leads`` from each origin."""
         period, width = _period(params), params["width"]
         profile = np.asarray(params["profile"], dtype=float)
         mul = params["mode"] == "mul"
@@ -155,7 +174,7 @@ class Profile(Forecaster):
         # EWMA of the deseasonalised series, warm-started on the first value
         level, _ = lfilter([alpha], [1.0, alpha - 1.0], deseason, zi=[(1 - alpha) * deseason[0]])
         long_run = 1.0 if mul else 0.0
-        h = np.arange(horizon) if leads is None else np.asarray(leads)
+        h = np.asarray(leads)
         decay = 0.5 ** ((h + 1) * step / params["half_life_s"])
         last = level[origins - lo - 1]
         # Shift guard: when the last few deseasonalised points all sit far from the smoothed level
@@ -173,7 +192,7 @@ class Profile(Forecaster):
         t = start + step * target
         s_future = profile[(np.floor((t % period) / width)).astype(int)]
         point = s_future * lvl if mul else s_future + lvl
-        return np.maximum(point, 0.0), None
+        return np.maximum(point, 0.0)
 
 
 def _period(params: dict) -> float:
