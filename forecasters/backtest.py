@@ -39,7 +39,7 @@ import numpy as np
 
 from forecasters.base import DAY, ForecastInputError, Forecaster
 from forecasters.metrics import coverage, expanding_naive_scale, mae, mase, overall, pinball, smape
-from forecasters.series import Forecast, Series
+from forecasters.series import Forecast, Series, json_safe
 
 #: Quantile levels the backtest asks registered models for: the 80/90/95 % central intervals,
 #: the median and the 0.99 a policy sizes for.
@@ -159,24 +159,13 @@ class BacktestResult:
         """Every figure as plain JSON types (NaN becomes null)."""
         return {
             "model": self.model, "key": self.key, "step_seconds": self.step, "horizon_steps": self.horizon,
-            "n_origins": self.n_origins, "n_failed": self.n_failed, "origins": _clean(self.origins.tolist()),
-            "quantile_levels": list(self.levels), "summary": _clean(self.summary),
-            "per_lead": {k: _clean(v.tolist()) for k, v in self.per_lead.items()},
-            "fit_s": _clean(self.fit_s), "predict_s": _clean(self.predict_s),
+            "n_origins": self.n_origins, "n_failed": self.n_failed, "origins": json_safe(self.origins.tolist()),
+            "quantile_levels": list(self.levels), "summary": json_safe(self.summary),
+            "per_lead": {k: json_safe(v.tolist()) for k, v in self.per_lead.items()},
+            "fit_s": json_safe(self.fit_s), "predict_s": json_safe(self.predict_s),
             "failures": dict(self.failures), "fallbacks": dict(self.fallbacks), "answered_by": dict(self.answered_by),
-            "forecasts": [_clean(f) for f in self.forecasts],
+            "forecasts": [json_safe(f) for f in self.forecasts],
         }
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf floats become None."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def backtest(model: Model, series: Series, horizon: int, n_origins: int = DEFAULT_ORIGINS, min_train: int | None = None,

@@ -49,7 +49,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from forecasters.base import Forecaster
-from forecasters.series import Series
+from forecasters.series import Series, json_safe
 
 SCHEMA_VERSION = 1
 DEFAULT_ROOT = "models"  # the CLI's --registry default, relative to the working directory
@@ -536,17 +536,7 @@ def _dumps(value: Any, strict: bool) -> str:
         raise TypeError(f"not JSON-serialisable: {type(v).__name__}")
 
     text = json.dumps(value, default=plain, indent=1)
-    return json.dumps(_nulls(json.loads(text)), indent=1, allow_nan=False) if strict else text
-
-
-def _nulls(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nulls(v) for v in value]
-    return value
+    return json.dumps(json_safe(json.loads(text)), indent=1, allow_nan=False) if strict else text
 
 
 def _finite(value: Any) -> float | None:

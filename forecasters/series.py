@@ -103,3 +103,15 @@ class Forecast:
     def exact(cls, key: str, issued_at: float, step: float, values: np.ndarray, model: str = "perfect-foresight") -> "Forecast":
         """A forecast with no uncertainty: every quantile is ``values`` (the oracle's view)."""
         return cls(key, issued_at, step, {0.5: values, 1.0: values}, model)
+
+
+def json_safe(value):
+    """A JSON-ready copy of nested dicts/lists: NaN and infinite floats become ``None`` (JSON has
+    neither; the reader sees "not applicable"), numpy floats become Python floats."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from forecasters.series import json_safe
 from simulations.replay import Simulation
 
 SCHEMA_VERSION = 1
@@ -141,17 +142,8 @@ def to_document(sim: Simulation, scores: Scores) -> dict[str, Any]:
 
 
 def write_json(document: dict[str, Any], path: str) -> None:
-    def finite(value):  # JSON has no Infinity: write null and let the reader see "not applicable"
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: finite(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [finite(v) for v in value]
-        return value
-
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(finite(document), fh, indent=2, sort_keys=False)
+        json.dump(json_safe(document), fh, indent=2, sort_keys=False)
         fh.write("\n")
 
 
