@@ -16,7 +16,6 @@ the largest child times the number of workers (an upper bound: forked children s
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from machine import describe  # noqa: E402
+from machine import describe, save  # noqa: E402
 
 from forecasters import DEFAULT_MODEL, build  # noqa: E402
 from forecasters.series import Series  # noqa: E402
@@ -104,9 +103,7 @@ def main() -> int:
     print(f"peak memory: {peak_mb:,.0f} MB (parent {parent_mb:,.0f} + {args.workers} x child {child_mb:,.0f}), "
           f"target <= {TARGET_MB:,.0f} MB: {'MET' if doc['met_memory'] else 'MISSED'}")
     print(f"models chosen: {chosen}; forecasts with a fallback note: {fell_back}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {OUT}")
+    save(doc, OUT)
     return 0
 
 

@@ -46,9 +46,7 @@ at each origin is counted in the JSON (``answered_by``: e.g. ``statsforecast-aut
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import resource
 import sys
 import time
@@ -60,8 +58,8 @@ import numpy as np
 from forecasters import ForecastInputError
 from forecasters.backtest import BacktestResult, backtest_trace, build_models, plan_origins
 from forecasters.base import prepare, seasons, steps_for
-from forecasters.series import Forecast, Series
-from machine import describe
+from forecasters.series import Forecast, Series, json_safe
+from machine import describe, save, trace_files
 from simulations.traces import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +71,6 @@ ETS_NAME = "statsforecast-autoets"
 TARGET_IMPROVEMENT_PCT = 15.0
 TARGET_COVERAGE = (0.85, 0.95)
 ORIGINS, QUICK_ORIGINS, QUICK_WORKLOADS = 24, 6, 3
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("AIOPS_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 class AutoETSAdapter:
@@ -237,13 +231,11 @@ def main() -> None:
                         help=f"smoke run: {QUICK_ORIGINS} origins, at most {QUICK_WORKLOADS} workloads per trace")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
-    folder = data_dir() / "traces"
-    if not folder.is_dir():
-        print(f"no traces at {folder}: set AIOPS_DATA_DIR; nothing to do")
+    files = trace_files(args.traces)
+    if not files:
         return
     origins = args.origins or (QUICK_ORIGINS if args.quick else ORIGINS)
     max_workloads = args.max_workloads or (QUICK_WORKLOADS if args.quick else None)
-    files = sorted(p for p in folder.glob("*.csv") if any(w in p.name for w in args.traces.split(",")))
     models, notes = models_to_run()
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -259,19 +251,7 @@ def main() -> None:
                         "models": [m.name for m in models], "notes": notes,
                         "aggregation": "per trace: mean over workloads of each workload's mean-over-leads figure"},
            "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
-    print(f"wrote {args.out}")
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    save(json_safe(doc), args.out)
 
 
 if __name__ == "__main__":

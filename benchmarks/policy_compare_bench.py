@@ -16,13 +16,11 @@ more than 1.1x reactive's cost.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 from aiops.cli import _peak_gpus
-from machine import describe
+from machine import describe, save, trace_files
 from simulations.config import config_from_mapping, default_config
 from simulations.replay import simulate
 from simulations.report import score
@@ -30,10 +28,6 @@ from simulations.traces import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "policy_compare.json"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("AIOPS_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def config_for(fleet: float):
@@ -50,12 +44,9 @@ def main() -> None:
     parser.add_argument("--fleets", default="32,200,1000", help="peak GPUs to rescale each trace to")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
-    folder = data_dir() / "traces"
-    if not folder.is_dir():
-        print(f"no traces at {folder}: set AIOPS_DATA_DIR; nothing to do")
+    files = trace_files(args.traces)
+    if not files:
         return
-    wanted = [w for w in args.traces.split(",")]
-    files = sorted(p for p in folder.glob("*.csv") if any(w in p.name for w in wanted))
     rows = []
     print(f"{'trace':<40} {'GPUs':>5} {'policy':<11} {'SLO %':>8} {'viol. min':>9} {'cost $':>10} {'x reactive':>10} {'x oracle':>8} {'sec':>5}")
     for path in files:
@@ -81,9 +72,7 @@ def main() -> None:
            "config_note": "default config with max_nodes = ceil(2 * fleet / 8) and max_replicas = 2 * fleet",
            "machine": describe(),
            "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(doc, args.out)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ set-up are not). Prints a table and writes benchmarks/results/sim_bench.json.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
-from machine import describe
+from machine import describe, save
 from simulations.config import config_from_mapping
 from simulations.replay import prepare, run_policy, tables
 from simulations.traces import Trace, synthetic_llm_trace
@@ -79,9 +78,7 @@ def main() -> None:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(doc, args.out)
 
 
 if __name__ == "__main__":

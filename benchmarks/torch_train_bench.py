@@ -21,7 +21,6 @@ benchmarks/results/torch_train.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when not installed
 
-from machine import describe  # noqa: E402
+from machine import data_dir, describe, save  # noqa: E402
 
 from forecasters.base import DAY, ForecastInputError, prepare, seasons  # noqa: E402
 from forecasters.device import describe_device, resolve_device  # noqa: E402
@@ -40,7 +39,7 @@ from forecasters.torch_global import TorchGlobal  # noqa: E402
 STEP = 60.0
 START = 1_767_571_200.0  # 2026-01-05 00:00 UTC, a Monday
 OUT = Path(__file__).parent / "results" / "torch_train.json"
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+TRACES = data_dir() / "traces"
 HOLDOUT_ORIGINS = 24  # hourly origins in the held-out last day
 
 
@@ -181,9 +180,7 @@ def main() -> None:
                    "quick": args.quick},
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(doc, args.out)
 
 
 if __name__ == "__main__":

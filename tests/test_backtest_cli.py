@@ -16,20 +16,13 @@ import forecasters
 from aiops import backtest_cmd
 from aiops.cli import main
 from simulations.traces import Trace, write_trace
+from tests.helpers import one_line_error
 
 MODELS = "naive,seasonal-naive"
 
 
 def run(*args: str):
     return CliRunner().invoke(main, ["backtest", "--no-progress", *args], prog_name="aiops")
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
 
 
 def daily_trace(path: Path, days: float = 4, step: float = 600.0) -> Path:

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from aiops.cli import main
+from tests.helpers import one_line_error
 
 GOLDEN = Path(__file__).parent / "golden" / "simulate_default.schema.json"
 
@@ -29,15 +30,6 @@ def run_with_file(tmp_path: Path, option: str, name: str, text: str):
     path = tmp_path / name
     path.write_text(text)
     return run(option, str(path))
-
-
-def one_line_error(result) -> str:
-    """Bad input's contract: exit code 2, exactly one stderr line `error: ...`, no traceback."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
 
 
 def short_trace(path: Path, rows: int = 240, workload: str = "chat") -> Path:

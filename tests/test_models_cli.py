@@ -21,17 +21,10 @@ from click.testing import CliRunner
 from aiops.cli import main
 from forecasters.registry import ModelRegistry
 from simulations.traces import Trace, synthetic_llm_trace, write_trace
+from tests.helpers import one_line_error
 
 STEP = 600.0
 DAYS = 4
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
