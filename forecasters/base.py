@@ -137,6 +137,24 @@ def _despike(y: np.ndarray) -> tuple[np.ndarray, int]:
     return out, int(np.count_nonzero(spike))
 
 
+def _extend(old: Prepared, fresh: Prepared) -> Prepared:
+    """``fresh`` (not despiked) cleaned like ``old`` at a fraction of the cost: where the two
+    overlap on the same observations the old cleaned values are reused, and only the new points
+    (and the last few old ones, whose filter window was cut short) are despiked."""
+    k = int(round((fresh.start - old.start) / old.step))  # old index of fresh.y[0]
+    shared = min(old.y.shape[0] - k, fresh.y.shape[0]) - 3 if 0 <= k < old.y.shape[0] else 0
+    if shared <= 3 or not np.array_equal(old.observed[k:k + shared], fresh.observed[:shared], equal_nan=True):
+        return prepare(Series(fresh.key, fresh.start, fresh.step, fresh.observed))
+    y = fresh.y.copy()
+    y[:shared] = old.y[k:k + shared]
+    spiked = 0
+    if y.shape[0] >= 7 and np.mean(y == 0) < 0.3:
+        lo = max(0, shared - 3)  # the filter at `shared` needs three points of left context
+        cleaned, spiked = _despike(y[lo:]) if y.shape[0] - lo >= 7 else (y[lo:], 0)
+        y[shared:] = cleaned[shared - lo:]
+    return replace(fresh, y=y, despiked=old.despiked + spiked)
+
+
 def recent_level(y: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
     """Mean of ``y[o - window : o]`` for each origin (fewer points near the start), floored so that
     a zero-demand stretch still gets a non-zero scale."""
@@ -219,7 +237,7 @@ class Fitted:
         if history.step != self.data.step:
             raise ForecastInputError(f"series {history.key!r}: step {history.step:g} s differs from the fit's {self.data.step:g} s")
         tail = history.tail(self.forecaster.context_steps(history.step))
-        return replace(self, data=prepare(tail))
+        return replace(self, data=_extend(self.data, prepare(tail, despike=False)))
 
 
 def _default_band(q: float) -> float:

@@ -338,3 +338,21 @@ def test_intermittent_demand_is_not_despiked():
     values[::17] = 3.0  # the only demand there is: isolated requests
     p = prepare(Series("w", 0.0, 60.0, values))
     assert p.despiked == 0 and np.array_equal(p.y, values)
+
+
+def test_update_cleans_new_points_like_a_fresh_prepare():
+    """Fitted.update reuses the old cleaned values and despikes only what is new: the result must
+    be what preparing the whole history from scratch gives."""
+    s = daily(3, noise=2.0, seed=9)
+    values = np.array(s.values)
+    values[1000] = 5000.0  # a spike in the old part
+    values[-2] = 4000.0  # and one among the new points
+    values[-40:-35] = np.nan
+    fitted = Profile().fit(Series("w", s.start, 60.0, values[:-20]))
+    for end in (-15, -10, -1, None):
+        history = Series("w", s.start, 60.0, values[:end])
+        updated = fitted.update(history)
+        fresh = prepare(history.tail(Profile().context_steps(60.0)))
+        np.testing.assert_array_equal(updated.data.y, fresh.y)
+        assert updated.data.start == fresh.start
+        fitted = updated
