@@ -24,7 +24,7 @@ to provision, serving one workload whose replicas take 3 minutes to load their w
 \b
 Policies:
   reactive    the Kubernetes HPA algorithm plus cluster-autoscaler (what most teams run)
-  predictive  Holt-Winters forecast over the lead time, never below reactive
+  predictive  calibrated forecast (per-workload model selection) over the lead time, never below reactive
   oracle      perfect foresight: the cheapest way to meet the SLO at every minute
 
 \b

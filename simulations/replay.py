@@ -4,8 +4,10 @@ Each step ``t`` (time ``now``):
 
 1. the policy sees the cluster's state and the demand *observed* for the previous step (NaN where
    the trace has a gap: a live agent would see a missing metric there too);
-2. policies that look ahead get forecasts: the predictive policy from Holt-Winters on the observed
-   history, the oracle the exact future;
+2. policies that look ahead get forecasts: the predictive policy from its configured forecaster
+   (``auto`` by default: per-workload model selection, conformally calibrated quantiles) on the
+   observed history, through a :class:`~forecasters.stream.ForecastStream` that refits on schedule
+   or on drift; the oracle gets the exact future;
 3. ``decide()`` (the same function the live agent calls) returns the desired replicas and node
    floors;
 4. the simulated cluster applies them, then serves the *true* demand of step t.
