@@ -47,7 +47,7 @@ _TEMPLATES: dict[ReasonCode, str] = {
     ReasonCode.CLAMPED_MAX: "capped at max replicas {max:.0f}",
     ReasonCode.CLAMPED_MIN: "raised to min replicas {min:.0f}",
     ReasonCode.STALE_METRICS: "the demand metric is missing, so the count holds at {current:.0f} (never scale down on missing data)",
-    ReasonCode.FORECAST_UP: "forecast q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {floor:.0f})",
+    ReasonCode.FORECAST_UP: "forecast ({model}) q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {floor:.0f})",
     ReasonCode.REACTIVE_FLOOR: "reactive's {floor:.0f} is at least the forecast's {forecast:.0f}, so the reactive floor won",
     ReasonCode.FALLBACK_FORECAST: "no usable forecast ({fallback}), so reactive alone decided",
     ReasonCode.ORACLE: "known demand peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs exactly {forecast:.0f}",
@@ -72,6 +72,8 @@ class ScalingDecision:
 
     ``proposed`` is the policy's raw answer, ``desired`` the count after guardrails (what would be
     applied). ``kind`` is ``"replicas"`` for a workload or ``"nodes"`` for a node pool.
+    ``forecast_ref`` names the forecast the decision used, ``model@issued_at`` (e.g.
+    ``auto/profile@1767571200``), so a replay or an audit can find it; None when it used none.
     """
 
     target: str
@@ -208,6 +210,7 @@ class DecisionBatch:
     detail: Mapping[str, np.ndarray] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     fallbacks: Mapping[str, str] = field(default_factory=dict)  # workload -> why its forecast fell back
+    forecast_refs: Mapping[str, str] = field(default_factory=dict)  # workload -> "model@issued_at" it used
 
     def reasons_for(self, i: int, state: ClusterState) -> tuple[Reason, ...]:
         wl = state.workloads
@@ -218,6 +221,7 @@ class DecisionBatch:
             "min": int(wl.min_replicas[i]),
             "max": int(wl.max_replicas[i]),
             "fallback": self.fallbacks.get(wl.names[i], "none"),
+            "model": self.forecast_refs.get(wl.names[i], "none").split("@")[0],
         }
         values.update(self.params)
         values.update({k: float(v[i]) for k, v in self.detail.items()})
@@ -249,6 +253,7 @@ class DecisionBatch:
                     reasons=self.reasons_for(i, state),
                     decided_at=float(self.decided_at),
                     policy=self.policy,
+                    forecast_ref=self.forecast_refs.get(name),
                 )
             )
         pools = state.node_pools

@@ -967,3 +967,12 @@ def test_reactive_long_steps_never_shrink_through_the_rate_limit(step_seconds: f
         state = replace(make_state(1, replicas=40, demand_rps=demand), step_seconds=step_seconds)
         batch, _ = reactive.decide(state.observed_at, state, None, DecisionLog.empty(state.workloads.names), ReactiveConfig())
         assert int(batch.replicas[0]) >= 40
+
+
+def test_predictive_decision_names_the_forecast_it_used() -> None:
+    state, batch = _rate_limited_situation()
+    (decision,) = [d for d in batch.decisions(state) if d.kind == "replicas"]
+    model = exact("chat", [1.0]).model
+    assert decision.forecast_ref.startswith(f"{model}@")
+    assert f"forecast ({model}) q" in decision.explain()
+    assert ScalingDecision.from_json(decision.to_json()) == decision
