@@ -39,7 +39,7 @@ import numpy as np
 
 from forecasters.series import Forecast, Series
 
-DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+DEFAULT_QUANTILES = (0.05, 0.5, 0.9, 0.95, 0.99)  # 0.05 with 0.95: the 90 % interval drift checks
 DAY = 86_400.0
 WEEK = 7 * DAY
 _SPIKE_MADS = 8.0  # a point this many MADs from its neighbours' median is an isolated spike

@@ -44,8 +44,8 @@ def _quantiles(f):
 def test_shapes_levels_and_monotone_quantiles(name):
     f = model(name).forecast(history(), 6)
     q = _quantiles(f)
-    assert sorted(f.quantiles) == [0.5, 0.9, 0.95, 0.99]
-    assert q.shape == (4, 6) and np.isfinite(q).all() and (q >= 0).all()
+    assert sorted(f.quantiles) == [0.05, 0.5, 0.9, 0.95, 0.99]
+    assert q.shape == (5, 6) and np.isfinite(q).all() and (q >= 0).all()
     assert (np.diff(q, axis=0) >= 0).all()
     assert f.issued_at == history().end - STEP and f.step == STEP
     assert f.model == name or f.model.startswith(f"{name}/")

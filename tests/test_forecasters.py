@@ -305,7 +305,7 @@ def test_any_history_with_one_observation_gives_a_monotone_forecast(values, hori
         values[0] = 1.0
     f = build("auto").forecast(Series("w", START, 600.0, np.array(values)), horizon)
     stacked = np.stack([f.quantiles[q] for q in sorted(f.quantiles)])
-    assert stacked.shape == (4, horizon) and np.isfinite(stacked).all() and (np.diff(stacked, axis=0) >= 0).all()
+    assert stacked.shape == (5, horizon) and np.isfinite(stacked).all() and (np.diff(stacked, axis=0) >= 0).all()
 
 
 def test_stream_refits_early_when_its_forecasts_drift():
