@@ -71,15 +71,23 @@ def steps_for(seconds: float, step: float) -> int:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A history ready for a model: ``y`` is gap-free and despiked; ``observed`` keeps the truth."""
+    """A history ready for a model.
+
+    ``y`` is what forecasts condition on: the observations with every gap carried forward from the
+    last value before it, so the value at any step depends on the past only (the conformal
+    backtest forecasts from origins inside the history, and must not see past them). ``clean`` is
+    what parameters are estimated from: gaps interpolated and isolated spikes replaced (estimation
+    looks at the whole history anyway). ``observed`` keeps the truth (NaN at gaps) for scoring.
+    """
 
     key: str
     start: float  # epoch seconds of y[0] (leading gaps dropped)
     step: float
     y: np.ndarray
+    clean: np.ndarray
     observed: np.ndarray  # NaN where the input had a gap
     filled: int  # how many points were gaps
-    despiked: int  # how many isolated spikes were replaced in y
+    despiked: int  # how many isolated spikes were replaced in ``clean``
 
     @property
     def end(self) -> float:
@@ -91,7 +99,10 @@ class Prepared:
 
 
 def prepare(series: Series, despike: bool = True) -> Prepared:
-    """Validate and clean a history (see the module docstring). Raises ForecastInputError."""
+    """Validate and clean a history (see the module docstring). Raises ForecastInputError.
+
+    ``despike=False`` skips the estimation copy's filtering (``clean`` is then the interpolated
+    series): updates between fits never estimate, so they skip its cost."""
     values = np.asarray(series.values, dtype=np.float64)
     if values.shape[0] == 0:
         raise ForecastInputError(f"series {series.key!r}: empty history")
@@ -107,13 +118,17 @@ def prepare(series: Series, despike: bool = True) -> Prepared:
     first = int(np.argmax(known))
     observed = values[first:]
     known = known[first:]
-    idx = np.arange(observed.shape[0])
-    y = observed if known.all() else np.interp(idx, idx[known], observed[known])  # trailing gap: last value
+    if known.all():
+        y = clean = observed
+    else:
+        idx = np.arange(observed.shape[0])
+        y = observed[np.maximum.accumulate(np.where(known, idx, 0))]  # carry the last value forward
+        clean = np.interp(idx, idx[known], observed[known])  # trailing gap: last value
     despiked = 0
     # Intermittent demand (mostly zeros) is all "spikes" to a Hampel filter, and all real: skip it.
-    if despike and y.shape[0] >= 7 and np.mean(y == 0) < 0.3:
-        y, despiked = _despike(y)
-    return Prepared(series.key, series.start + first * series.step, series.step, y, observed,
+    if despike and clean.shape[0] >= 7 and np.mean(clean == 0) < 0.3:
+        clean, despiked = _despike(clean)
+    return Prepared(series.key, series.start + first * series.step, series.step, y, clean, observed,
                     int(np.count_nonzero(~known)), despiked)
 
 
@@ -135,24 +150,6 @@ def _despike(y: np.ndarray) -> tuple[np.ndarray, int]:
     out = y.copy()
     out[spike] = med[spike]
     return out, int(np.count_nonzero(spike))
-
-
-def _extend(old: Prepared, fresh: Prepared) -> Prepared:
-    """``fresh`` (not despiked) cleaned like ``old`` at a fraction of the cost: where the two
-    overlap on the same observations the old cleaned values are reused, and only the new points
-    (and the last few old ones, whose filter window was cut short) are despiked."""
-    k = int(round((fresh.start - old.start) / old.step))  # old index of fresh.y[0]
-    shared = min(old.y.shape[0] - k, fresh.y.shape[0]) - 3 if 0 <= k < old.y.shape[0] else 0
-    if shared <= 3 or not np.array_equal(old.observed[k:k + shared], fresh.observed[:shared], equal_nan=True):
-        return prepare(Series(fresh.key, fresh.start, fresh.step, fresh.observed))
-    y = fresh.y.copy()
-    y[:shared] = old.y[k:k + shared]
-    spiked = 0
-    if y.shape[0] >= 7 and np.mean(y == 0) < 0.3:
-        lo = max(0, shared - 3)  # the filter at `shared` needs three points of left context
-        cleaned, spiked = _despike(y[lo:]) if y.shape[0] - lo >= 7 else (y[lo:], 0)
-        y[shared:] = cleaned[shared - lo:]
-    return replace(fresh, y=y, despiked=old.despiked + spiked)
 
 
 def recent_level(y: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
@@ -237,7 +234,7 @@ class Fitted:
         if history.step != self.data.step:
             raise ForecastInputError(f"series {history.key!r}: step {history.step:g} s differs from the fit's {self.data.step:g} s")
         tail = history.tail(self.forecaster.context_steps(history.step))
-        return replace(self, data=_extend(self.data, prepare(tail, despike=False)))
+        return replace(self, data=prepare(tail, despike=False))
 
 
 def _default_band(q: float) -> float:
@@ -325,7 +322,7 @@ class Forecaster(ABC):
         for history in histories:
             data = prepare(history)
             if data.n_observed >= self.min_history(history.step):
-                self.learned[history.key] = self._estimate(data.y, data.start, data.step)
+                self.learned[history.key] = self._estimate(data.clean, data.start, data.step)
         return {"series": len(histories), "learned": len(self.learned)}
 
     # -- the protocol ----------------------------------------------------------------------------
@@ -357,27 +354,29 @@ class Forecaster(ABC):
 
     def _fit_prepared(self, data: Prepared) -> Fitted:
         started = time.perf_counter()
-        calibration, params = self.calibrate(data)
+        calibration, params, fell_back = self.calibrate(data)
         if params is None:  # nothing learned for this key: estimate on the whole history
-            params = self._estimate(data.y, data.start, data.step)
-        fell_back = None if calibration is not None else "uncalibrated: too little history for a conformal backtest"
+            params = self._estimate(data.clean, data.start, data.step)
         return Fitted(self, self.name, data, params, calibration, fell_back, {"fit_s": time.perf_counter() - started})
 
-    def calibrate(self, data: Prepared) -> tuple[Calibration | None, Any]:
+    def calibrate(self, data: Prepared) -> tuple[Calibration | None, Any, str | None]:
         """Split-conformal offsets from a rolling-origin backtest on the history's last stretch.
 
-        Returns the calibration (None with too little history) and, when the parameters used for
-        it were learned earlier (``train``), those parameters.
+        Returns the calibration (None when it cannot be trusted, with the reason), and, when the
+        parameters used for it were learned earlier (``train``), those parameters.
         """
         n, step = data.y.shape[0], data.step
-        window = min(int(self.calibration_days * DAY / step), n // 3)
+        wanted = steps_for(self.calibration_horizon_s, step)
+        # Two days of origins, but never fewer than a few dozen steps (coarse steps), nor more
+        # than a third of the history.
+        window = min(max(int(self.calibration_days * DAY / step), 3 * _MIN_ORIGINS + wanted), n // 3)
         # A short history calibrates a shorter horizon (offsets further out grow like sqrt(lead)).
-        horizon = min(steps_for(self.calibration_horizon_s, step), window - _MIN_ORIGINS)
+        horizon = min(wanted, window - _MIN_ORIGINS)
         cut = n - window
         learned = self.learned_for(data.key)
         if horizon < 1 or (learned is None and cut < self.min_history(step)):
-            return None, learned
-        params = learned if learned is not None else self._estimate(data.y[:cut], data.start, step)
+            return None, learned, f"uncalibrated: {n} steps of history are too few for a conformal backtest"
+        params = learned if learned is not None else self._estimate(data.clean[:cut], data.start, step)
         last = n - 1  # an origin needs at least one step of truth after it
         origins = np.unique(np.linspace(cut, last, min(self.max_origins, last - cut + 1)).round().astype(int))
         point, native = self._paths(params, data.y, data.start, step, origins, horizon)
@@ -385,19 +384,34 @@ class Forecaster(ABC):
         truth = np.full(target.shape, np.nan)
         inside = target < n
         truth[inside] = data.observed[target[inside]]
+        scored = np.count_nonzero(~np.isnan(truth), axis=0)
+        if scored[0] < _MIN_ORIGINS:  # e.g. a long trailing gap: nothing observed to score against
+            return None, learned, (f"uncalibrated: only {int(scored[0])} observed values in the last "
+                                   f"{window} steps to backtest against")
+        thin = scored < _MIN_ORIGINS  # leads too thinly observed: extrapolated from the last good one
+        truth[:, thin] = np.nan
         scale = recent_level(data.y, origins, self.level_window(step))[:, None]
         offsets = {}
+        good = int(np.flatnonzero(~thin)[-1])
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN leads at the far end
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (thin) leads
             for q in self.quantiles:
                 base = native[q] if native and q in native else point
-                offsets[q] = _conformal(((truth - base) / scale), q)
+                offsets[q] = _extrapolate(_conformal(((truth - base) / scale), q), good)
             mae = np.nanmean(np.abs(truth - point), axis=0)
+        mae[thin] = mae[good] * np.sqrt((np.arange(horizon)[thin] + 1) / (good + 1))
         naive_scale = float(np.nanmean(np.abs(np.diff(data.observed[:cut])))) if cut > 1 else float("nan")
         if not math.isfinite(naive_scale) or naive_scale <= 0:
             naive_scale = float(np.mean(np.abs(data.y))) + 1e-9
-        return Calibration(offsets, np.nan_to_num(mae, nan=float(np.nanmax(mae, initial=0.0))), naive_scale,
-                           int(origins.shape[0])), learned
+        return Calibration(offsets, mae, naive_scale, int(origins.shape[0])), learned, None
+
+
+def _extrapolate(offsets: np.ndarray, good: int) -> np.ndarray:
+    """Offsets past the last well-observed lead ``good`` grow like sqrt(lead), as a random walk's do."""
+    out = offsets.copy()
+    lead = np.arange(out.shape[0])
+    out[good + 1:] = out[good] * np.sqrt((lead[good + 1:] + 1) / (good + 1))
+    return out
 
 
 def _conformal(residuals: np.ndarray, q: float) -> np.ndarray:

@@ -63,15 +63,52 @@ def test_seasons_and_horizons_come_from_the_step():
 def test_prepare_fills_gaps_keeps_truth_and_removes_isolated_spikes():
     values = np.full(50, 10.0)
     values[:3] = np.nan  # leading gap: dropped
-    values[20:23] = np.nan  # interior gap: interpolated
+    values[20:23] = np.nan  # interior gap
+    values[19] = 16.0
     values[30] = 1000.0  # one-point spike
     values[40:] = 30.0  # a level shift is demand, not a spike
     values[-1] = np.nan  # trailing gap: last value carried
     p = prepare(Series("w", 0.0, 60.0, values))
-    assert p.start == 180.0 and p.y.shape[0] == 47
-    assert np.isnan(p.observed[17:20]).all() and (p.y[17:20] == 10.0).all()
-    assert p.y[27] == 10.0 and p.despiked == 1 and p.observed[27] == 1000.0
-    assert (p.y[37:] == 30.0).all() and p.filled == 4
+    assert p.start == 180.0 and p.y.shape[0] == p.clean.shape[0] == 47
+    assert np.isnan(p.observed[17:20]).all()
+    assert (p.y[17:20] == 16.0).all()  # forecasts condition on the past only: carried forward
+    np.testing.assert_allclose(p.clean[17:20], [14.5, 13.0, 11.5])  # estimation: interpolated
+    assert p.y[27] == 1000.0 and p.clean[27] == 10.0 and p.despiked == 1  # spikes only leave `clean`
+    assert (p.clean[37:] == 30.0).all() and (p.y[37:] == 30.0).all() and p.filled == 4
+
+
+def test_forecasts_from_an_origin_never_depend_on_later_values():
+    """The conformal backtest forecasts from origins inside the history: changing anything after
+    an origin (gaps included) must not change the forecast from it."""
+    s = daily(4, step=600.0, seed=3)
+    values = np.array(s.values)
+    values[400:410] = np.nan  # a gap that straddles the origin below
+    origin = 405
+    other = values.copy()
+    other[origin:] = np.where(np.isnan(other[origin:]), np.nan, other[origin:] * 3 + 50)
+    for model in (Naive(), SeasonalNaive(), Profile(), ETS()):
+        params = model._estimate(prepare(Series("w", s.start, 600.0, values[:300])).clean, s.start, 600.0)
+        a, _ = model._paths(params, prepare(Series("w", s.start, 600.0, values)).y, s.start, 600.0, np.array([origin]), 6)
+        b, _ = model._paths(params, prepare(Series("w", s.start, 600.0, other)).y, s.start, 600.0, np.array([origin]), 6)
+        np.testing.assert_array_equal(a, b, err_msg=model.name)
+
+
+def test_a_long_trailing_gap_leaves_the_forecast_uncalibrated_not_overconfident():
+    s = daily(15, step=600.0, noise=2.0)
+    values = np.array(s.values)
+    values[-int(2.5 * 144):] = np.nan
+    f = Profile().fit(Series("w", s.start, 600.0, values))
+    assert f.calibration is None and "uncalibrated: only 0 observed values" in f.fell_back
+    q = f.predict(3).quantiles
+    assert (q[0.99] > q[0.5]).all()
+
+
+def test_coarse_steps_are_calibrated_too():
+    days = 60
+    t = np.arange(days)
+    values = 100 + 10 * np.sin(2 * np.pi * t / 7) + np.random.default_rng(1).normal(0, 2, days)
+    f = build("auto").fit(Series("w", START, DAY, values))
+    assert f.calibration is not None
 
 
 @pytest.mark.parametrize("values, match", [
@@ -176,7 +213,8 @@ def test_ets_recursion_equals_statsmodels_with_the_same_parameters():
     s = daily(4, seed=3)
     _, _, _, b = buckets(np.asarray(s.values), s.start, s.step, 600.0)
     params = {"alpha": 0.3, "beta": 0.05, "gamma": 0.2, "phi": 0.95}
-    fitted, level, trend, season = _recursion(b, params, 144)
+    fitted, level, trend, season, m = _recursion(b, params, 144)
+    assert m == 144
     first, second = b[:144], b[144:288]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -340,9 +378,9 @@ def test_intermittent_demand_is_not_despiked():
     assert p.despiked == 0 and np.array_equal(p.y, values)
 
 
-def test_update_cleans_new_points_like_a_fresh_prepare():
-    """Fitted.update reuses the old cleaned values and despikes only what is new: the result must
-    be what preparing the whole history from scratch gives."""
+def test_update_conditions_on_what_a_fresh_prepare_gives():
+    """Fitted.update keeps the parameters and calibration and conditions on the newest history,
+    spikes and gaps handled exactly as a fresh fit's forecasting input."""
     s = daily(3, noise=2.0, seed=9)
     values = np.array(s.values)
     values[1000] = 5000.0  # a spike in the old part
@@ -354,5 +392,21 @@ def test_update_cleans_new_points_like_a_fresh_prepare():
         updated = fitted.update(history)
         fresh = prepare(history.tail(Profile().context_steps(60.0)))
         np.testing.assert_array_equal(updated.data.y, fresh.y)
-        assert updated.data.start == fresh.start
+        assert updated.data.start == fresh.start and updated.params is fitted.params
         fitted = updated
+
+
+def test_a_forecast_does_not_depend_on_the_other_origins_asked_for():
+    s = daily(5, step=600.0, seed=4)
+    y = prepare(s).y
+    for model in (ETS(), Profile()):
+        params = model._estimate(y[:400], s.start, 600.0)
+        batch, _ = model._paths(params, y, s.start, 600.0, np.array([450, 600, 700]), 6)
+        alone, _ = model._paths(params, y, s.start, 600.0, np.array([700]), 6)
+        np.testing.assert_allclose(batch[2], alone[0], rtol=1e-12, err_msg=model.name)
+
+
+def test_selector_candidates_share_its_quantiles():
+    sel = Selector(candidate_config={"naive": {"quantiles": [0.5, 0.9]}})
+    assert all(c.quantiles == sel.quantiles for c in sel.candidates)
+    assert sorted(sel.forecast(daily(3), 4).quantiles) == list(sel.quantiles)
