@@ -94,15 +94,15 @@ class ETS(Forecaster):
     # -- forecasting -----------------------------------------------------------------------------
     def _paths(self, params, y, start, step, origins, horizon):
         ms = self._coarse(step)
-        lo = max(0, int(origins.min()) - self.context_steps(step))  # the recursion reads this window only
-        k, offset, _, b = buckets(y[lo:], start + lo * step, step, ms)
-        m = self._season(step) if params["seasonal"] else 0
-        fitted, level, trend, season = _recursion(b, params, m)
+        # The recursion runs from the start of the history passed in, for every origin alike, so a
+        # forecast from an origin does not depend on which other origins are asked for at once.
+        k, offset, _, b = buckets(y, start, step, ms)
+        fitted, level, trend, season, m = _recursion(b, params, self._season(step) if params["seasonal"] else 0)
         # last complete bucket before each origin (its states are the forecast's starting point)
-        last = (origins - lo - offset) // k - 1
+        last = (origins - offset) // k - 1
         last = np.clip(last, 0, b.shape[0] - 1)
         targets = origins[:, None] + np.arange(horizon)[None, :]  # sample indices forecast
-        pos = ((targets - lo - offset) - (k - 1) / 2) / k  # fractional bucket position of each target
+        pos = ((targets - offset) - (k - 1) / 2) / k  # fractional bucket position of each target
         j0 = np.floor(pos).astype(int)
         frac = pos - j0
         v0 = _value(j0, last[:, None], fitted, level, trend, season, params["phi"], m)
@@ -110,7 +110,7 @@ class ETS(Forecaster):
         path = v0 + frac * (v1 - v0)
         # level correction: mean residual of the last observations against the in-sample path
         recent = origins[:, None] - 1 - np.arange(self.level_points)[None, :]
-        rpos = ((recent - lo - offset) - (k - 1) / 2) / k
+        rpos = ((recent - offset) - (k - 1) / 2) / k
         r0 = np.floor(rpos).astype(int)
         rf = rpos - r0
         f0 = _value(r0, last[:, None], fitted, level, trend, season, params["phi"], m)
@@ -124,8 +124,9 @@ class ETS(Forecaster):
 def _recursion(b: np.ndarray, p: dict, m: int):
     """Additive damped Holt-Winters over buckets ``b`` with fixed parameters (statsmodels' form).
 
-    Returns one-step fitted values per bucket and the level, trend and seasonal state after each
-    bucket; ``season[m + i]`` is the seasonal state updated at bucket i, ``season[:m]`` the initial.
+    Returns one-step fitted values per bucket, the level, trend and seasonal state after each
+    bucket (``season[m + i]`` is the seasonal state updated at bucket i, ``season[:m]`` the
+    initial), and the season length ``m`` used: 0 when fewer than two seasons of buckets are given.
     """
     n = b.shape[0]
     alpha, beta, gamma, phi = p["alpha"], p["beta"], p["gamma"], p["phi"]
@@ -153,7 +154,7 @@ def _recursion(b: np.ndarray, p: dict, m: int):
             season[m + i] = gamma * (b[i] - base) + (1 - gamma) * s_old
         lvl = new_level
         level[i], trend[i] = lvl, trd
-    return fitted, level, trend, season
+    return fitted, level, trend, season, m
 
 
 def _value(j, b, fitted, level, trend, season, phi, m):

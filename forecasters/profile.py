@@ -164,9 +164,10 @@ class Profile(Forecaster):
         period, width = _period(params), params["width"]
         profile = np.asarray(params["profile"], dtype=float)
         mul = params["mode"] == "mul"
-        lo = max(0, int(origins.min()) - self.context_steps(step))
-        seg = y[lo:int(origins.max())]
-        seg_start = start + lo * step
+        # From the start of the history for every origin alike, so a forecast from an origin does not
+        # depend on which other origins are asked for at once.
+        seg = y[:int(origins.max())]
+        seg_start = start
         s_hist = profile[self._phases(seg_start, step, seg.shape[0], period)]
         floor = 1e-6 + 0.01 * float(np.mean(profile))
         deseason = seg / np.maximum(s_hist, floor) if mul else seg - s_hist
@@ -176,12 +177,12 @@ class Profile(Forecaster):
         long_run = 1.0 if mul else 0.0
         h = np.asarray(leads)
         decay = 0.5 ** ((h + 1) * step / params["half_life_s"])
-        last = level[origins - lo - 1]
+        last = level[origins - 1]
         # Shift guard: when the last few deseasonalised points all sit far from the smoothed level
         # (a level shift the slow level has not caught up with), trust them and do not decay.
         k = _SHIFT_POINTS
         csum = np.concatenate([[0.0], np.cumsum(deseason)])
-        end = origins - lo
+        end = origins
         recent = (csum[end] - csum[np.maximum(end - k, 0)]) / np.maximum(np.minimum(end, k), 1)
         sigma = params.get("sigma")
         shifted = np.abs(recent - last) > _SHIFT_SIGMAS * (np.inf if sigma is None else sigma) / np.sqrt(k)

@@ -51,7 +51,9 @@ class Selector(Forecaster):
         self.candidate_names = names
         self.candidate_config = dict(candidate_config or {})
         self.per_lead = bool(per_lead)
-        self.candidates = [build(n, {**self._base_config(), **self.candidate_config.get(n, {})}) for n in names]
+        # Candidates share the selector's quantiles and calibration settings: their backtests must be
+        # comparable, and a lead taken from any of them must carry every level asked for.
+        self.candidates = [build(n, {**self.candidate_config.get(n, {}), **self._base_config()}) for n in names]
 
     def config(self) -> dict:
         return {**self._base_config(), "candidates": list(self.candidate_names), "candidate_config": self.candidate_config,

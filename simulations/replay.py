@@ -197,7 +197,9 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, wl: WorkloadTable, p
         model = build(pc.forecaster, {"quantiles": sorted(set(DEFAULT_QUANTILES) | {pc.quantile})})
         # The stream checks its own forecasts: a forecast that drifts from its backtest error for an
         # hour is refitted at once, not at the next scheduled refit.
-        drift = DriftMonitor(lead=max(1, horizon // 2), leads=(1,))
+        # The window holds at least 40 steps, so the monitor's 30-point minimum can be met at
+        # coarse steps too.
+        drift = DriftMonitor(lead=max(1, horizon // 2), leads=(1,), window_s=max(3 * 3600.0, 40 * step))
         forecaster = ForecastStream(model, refit_every=pc.refit_every_seconds, history_days=pc.history_days, drift=drift)
 
     p95 = np.empty((n_steps, n), dtype=np.float32)
