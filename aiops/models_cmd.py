@@ -244,8 +244,7 @@ def _load(trace_path: str, workloads: tuple[str, ...]) -> "Trace":
 
 
 def _evaluation(trace: "Trace", horizon_s: float, holdout_s: float | None) -> Evaluation:
-    from forecasters.backtest import DEFAULT_ORIGINS
-    from forecasters.series import Series
+    from forecasters.backtest import DEFAULT_ORIGINS, as_series
 
     step, n = trace.step_seconds, trace.n_steps
     horizon = int(round(horizon_s / step))
@@ -259,8 +258,7 @@ def _evaluation(trace: "Trace", horizon_s: float, holdout_s: float | None) -> Ev
     if holdout > n // 2:
         raise InputError("--holdout" if holdout_s is not None else trace.source,
                          f"the holdout ({holdout} steps) would leave less than half of the trace's {n} steps for training")
-    series = [Series(w, trace.start, step, trace.values[:, j]) for j, w in enumerate(trace.workloads)]
-    return Evaluation(tuple(series), n - holdout, horizon, DEFAULT_ORIGINS)
+    return Evaluation(tuple(as_series(trace)), n - holdout, horizon, DEFAULT_ORIGINS)
 
 
 def _build(model_name: str, device: str) -> tuple["Forecaster", str]:
