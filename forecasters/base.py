@@ -164,12 +164,14 @@ def recent_level(y: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Conformal offsets per quantile and lead, in units of the recent level at the origin."""
+    """Conformal offsets per quantile and lead: in units of the recent level at the origin
+    (``relative``: errors that grow with demand) or in demand units (errors that do not)."""
 
     offsets: dict[float, np.ndarray]  # q -> [H]
     mae: np.ndarray  # [H] backtest MAE of the point forecast per lead (demand units)
     mase_scale: float  # in-sample one-step naive MAE (MASE denominator)
     n_origins: int
+    relative: bool = True
 
     def offset(self, q: float, horizon: int) -> np.ndarray:
         o = self.offsets[q]
@@ -185,12 +187,13 @@ class Calibration:
 
     def to_json(self) -> dict:
         return {"offsets": {str(q): v.tolist() for q, v in self.offsets.items()}, "mae": self.mae.tolist(),
-                "mase_scale": self.mase_scale, "n_origins": self.n_origins}
+                "mase_scale": self.mase_scale, "n_origins": self.n_origins, "relative": self.relative}
 
     @classmethod
     def from_json(cls, data: dict) -> "Calibration":
         return cls({float(q): np.asarray(v, dtype=float) for q, v in data["offsets"].items()},
-                   np.asarray(data["mae"], dtype=float), float(data["mase_scale"]), int(data["n_origins"]))
+                   np.asarray(data["mae"], dtype=float), float(data["mase_scale"]), int(data["n_origins"]),
+                   bool(data.get("relative", True)))
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ class Fitted:
         for q in self.forecaster.quantiles:
             base = (native[q][0] if native and q in native else point[0]).astype(float)
             if self.calibration is not None:
-                base = base + level * self.calibration.offset(q, horizon)
+                base = base + (level if self.calibration.relative else 1.0) * self.calibration.offset(q, horizon)
             else:  # uncalibrated (too little history to backtest): a wide band, proportional to the level
                 base = base + level * _default_band(q) * np.sqrt(np.arange(1, horizon + 1))
             out[q] = np.maximum(base, 0.0)
@@ -390,20 +393,32 @@ class Forecaster(ABC):
                                    f"{window} steps to backtest against")
         thin = scored < _MIN_ORIGINS  # leads too thinly observed: extrapolated from the last good one
         truth[:, thin] = np.nan
-        scale = recent_level(data.y, origins, self.level_window(step))[:, None]
-        offsets = {}
+        level = recent_level(data.y, origins, self.level_window(step))[:, None]
         good = int(np.flatnonzero(~thin)[-1])
+        bases = {q: native[q] if native and q in native else point for q in self.quantiles}
+        # Offsets relative to the recent level, or in demand units: whichever band scores the lower
+        # pinball loss on these residuals (errors that do not grow with demand suit absolute ones).
+        best = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (thin) leads
-            for q in self.quantiles:
-                base = native[q] if native and q in native else point
-                offsets[q] = _extrapolate(_conformal(((truth - base) / scale), q), good)
+            for relative, scale in ((True, level), (False, np.ones_like(level))):
+                offsets = {q: _extrapolate(_conformal((truth - bases[q]) / scale, q), good) for q in self.quantiles}
+                loss = sum(_pinball(truth, bases[q] + scale * offsets[q], q) for q in self.quantiles)
+                if best is None or loss < best[0]:
+                    best = (loss, relative, offsets)
             mae = np.nanmean(np.abs(truth - point), axis=0)
+        _, relative, offsets = best
         mae[thin] = mae[good] * np.sqrt((np.arange(horizon)[thin] + 1) / (good + 1))
         naive_scale = float(np.nanmean(np.abs(np.diff(data.observed[:cut])))) if cut > 1 else float("nan")
         if not math.isfinite(naive_scale) or naive_scale <= 0:
             naive_scale = float(np.mean(np.abs(data.y))) + 1e-9
-        return Calibration(offsets, mae, naive_scale, int(origins.shape[0])), learned, None
+        return Calibration(offsets, mae, naive_scale, int(origins.shape[0]), relative), learned, None
+
+
+def _pinball(truth: np.ndarray, forecast: np.ndarray, q: float) -> float:
+    """Mean pinball loss of a q-quantile forecast over the observed entries."""
+    diff = truth - forecast
+    return float(np.nanmean(np.maximum(q * diff, (q - 1) * diff)))
 
 
 def _extrapolate(offsets: np.ndarray, good: int) -> np.ndarray:

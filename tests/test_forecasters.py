@@ -410,3 +410,15 @@ def test_selector_candidates_share_its_quantiles():
     sel = Selector(candidate_config={"naive": {"quantiles": [0.5, 0.9]}})
     assert all(c.quantiles == sel.quantiles for c in sel.candidates)
     assert sorted(sel.forecast(daily(3), 4).quantiles) == list(sel.quantiles)
+
+
+def test_calibration_scales_offsets_the_way_the_errors_grow():
+    """Errors proportional to demand get offsets relative to the recent level; errors of constant
+    size get offsets in demand units (so a quiet hour does not shrink the band to nothing)."""
+    t = np.arange(6 * 144)
+    level = 100 + 90 * np.sin(2 * np.pi * t / 144)
+    rng = np.random.default_rng(2)
+    proportional = Series("w", START, 600.0, level * (1 + rng.normal(0, 0.1, t.size)))
+    constant = Series("w", START, 600.0, np.maximum(level + rng.normal(0, 10, t.size), 0))
+    assert SeasonalNaive().fit(proportional).calibration.relative is True
+    assert SeasonalNaive().fit(constant).calibration.relative is False
