@@ -29,3 +29,11 @@ def test_readme_gives_exactly_the_two_setup_commands_that_ci_runs():
     block = readme_block("bash")
     assert [line.split("#")[0].strip() for line in block.splitlines()] == ["./dev simulate", "./dev test"]
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_forecasting_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    block = text.split("### One protocol", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed and printed in text  # the README quotes what it prints
