@@ -11,28 +11,32 @@ A model implements two things (see :class:`Forecaster`):
 
 The base class does the rest, the same way for every model:
 
-* **Input**: NaN is a gap. Leading gaps are dropped, interior gaps interpolated, a trailing gap
-  carries the last observation; isolated spikes (Hampel filter) are replaced for the model's input.
-  Residuals are only ever scored against real observations, never against filled values.
+* **Input** (:func:`prepare`): NaN is a gap and leading gaps are dropped. ``_paths`` gets the
+  observations with each gap carried forward from the last value before it, so what it sees at
+  any step depends on the past only; ``_estimate`` gets a cleaned copy (gaps interpolated,
+  isolated spikes replaced by a Hampel filter). Residuals are only ever scored against real
+  observations, never against filled values.
 * **Short history**: a model that needs more history than there is hands the series to its
   ``fallback`` (ultimately :class:`~forecasters.naive.Naive`, which needs one point), and the
   forecast says why in ``fell_back``.
 * **Calibration** (split conformal, per lead): the model is fitted on all but the last
   ``calibration_days`` (at most a third of the history), forecasts from up to ``max_origins``
   origins in that window, and the residuals, scaled by the recent level at each origin, give for
-  every quantile ``q`` and lead ``h`` the offset that a fraction ``q`` of residuals fall below.
+  every quantile ``q`` and lead ``h`` the offset that a fraction ``q`` of residuals fall below
+  (or, when that fits the residuals better by pinball loss, unscaled offsets in demand units).
   Quantile models (gradient boosting, torch) are adjusted the same way from their own quantiles
-  (conformalised quantile regression). Then the model is refitted on the whole history.
+  (conformalised quantile regression). Too little observed data in that window leaves the model
+  uncalibrated (a wide band, and ``fell_back`` says so). Then the model is refitted on the whole
+  history.
 * **Output**: quantiles are clipped at zero and made monotone at every step.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -206,7 +210,6 @@ class Fitted:
     params: Any
     calibration: Calibration | None
     fell_back: str | None = None
-    timings: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -273,7 +276,7 @@ class Forecaster(ABC):
     # -- what a model implements -----------------------------------------------------------------
     @abstractmethod
     def _estimate(self, y: np.ndarray, start: float, step: float) -> Any:
-        """Learn parameters from a prepared history (gap-free, despiked)."""
+        """Learn parameters from a history's cleaned copy (gaps interpolated, spikes replaced)."""
 
     @abstractmethod
     def _paths(self, params: Any, y: np.ndarray, start: float, step: float, origins: np.ndarray,
@@ -356,11 +359,10 @@ class Forecaster(ABC):
         return replace(fitted, fell_back=reason)
 
     def _fit_prepared(self, data: Prepared) -> Fitted:
-        started = time.perf_counter()
         calibration, params, fell_back = self.calibrate(data)
         if params is None:  # nothing learned for this key: estimate on the whole history
             params = self._estimate(data.clean, data.start, data.step)
-        return Fitted(self, self.name, data, params, calibration, fell_back, {"fit_s": time.perf_counter() - started})
+        return Fitted(self, self.name, data, params, calibration, fell_back)
 
     def calibrate(self, data: Prepared) -> tuple[Calibration | None, Any, str | None]:
         """Split-conformal offsets from a rolling-origin backtest on the history's last stretch.

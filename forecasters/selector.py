@@ -144,7 +144,7 @@ def _label(ranked: list[Fitted], leads: tuple[int, ...]) -> str:
 
 def _fields(fitted: Fitted) -> dict:
     return {"forecaster": fitted.forecaster, "data": fitted.data, "params": fitted.params,
-            "calibration": fitted.calibration, "timings": fitted.timings}
+            "calibration": fitted.calibration}
 
 
 @dataclass(frozen=True)
