@@ -91,7 +91,9 @@ class _OneLineErrors(click.Group):
 def main() -> None:
     """Predictive GPU autoscaler and AIOps agent for Kubernetes.
 
-    Start with `aiops simulate`: it needs no cluster.
+    Start with `aiops simulate`: it needs no cluster. `aiops backtest` compares demand
+    forecasters on a trace; `aiops train` trains one and registers it; `aiops models` lists,
+    promotes and rolls back registered versions.
     """
 
 
