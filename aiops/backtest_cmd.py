@@ -46,15 +46,16 @@ Examples:
 """
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``90s``, ``10m``/``10min``, ``1.5h``, ``1d``, or a bare number of minutes."""
+def parse_duration(text: str, option: str = "--horizon") -> float:
+    """Seconds in ``text``: ``90s``, ``10m``/``10min``, ``1.5h``, ``1d``, or a bare number of minutes.
+    Anything else is an InputError naming ``option``."""
     match = _DURATION.fullmatch(text.strip())
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in ("", *_UNITS):
-        raise InputError("--horizon", f"{text!r} is not a duration; write e.g. 90s, 10m, 1.5h or 30 (a bare number is minutes)")
+        raise InputError(option, f"{text!r} is not a duration; write e.g. 90s, 10m, 1.5h or 30 (a bare number is minutes)")
     seconds = float(match.group(1)) * _UNITS[unit or "m"]
     if not (math.isfinite(seconds) and seconds > 0):
-        raise InputError("--horizon", f"{text!r}: the horizon must be longer than zero")
+        raise InputError(option, f"{text!r}: the {option.lstrip('-')} must be longer than zero")
     return seconds
 
 
@@ -120,6 +121,9 @@ def _check_length(trace, path: str, text: str, steps: int, origins: int) -> None
 @click.option("--horizon", "horizon", metavar="DURATION", required=True,
               help="How far ahead to forecast: 90s, 10m, 1h, 1d; a bare number is minutes. "
                    "Rounded to the nearest whole number of the trace's steps (at least one).")
+@click.option("--resample", "resample", metavar="DURATION",
+              help="Average irregular timestamps into bins of this width (e.g. 1m); without it every "
+                   "timestamp must lie on the trace's one step grid.")
 @click.option("--models", "models", metavar="LIST", help=f"Comma-separated models (default: {','.join(DEFAULT_MODELS)}).")
 @click.option("--workload", "workload", metavar="NAME", help="Only these workloads of the trace (comma-separated).")
 @click.option("--origins", "origins", type=click.IntRange(min=1, max=10_000), default=DEFAULT_ORIGINS, show_default=True,
@@ -134,7 +138,7 @@ def backtest(**options) -> None:
     _input_errors(_backtest)(**options)
 
 
-def _backtest(trace_path, horizon, models, workload, origins, json_path, plot_path, progress) -> None:
+def _backtest(trace_path, horizon, resample, models, workload, origins, json_path, plot_path, progress) -> None:
     from rich.console import Console
 
     from aiops.cli import PLOT_FORMATS, _output_path, _write
@@ -150,7 +154,7 @@ def _backtest(trace_path, horizon, models, workload, origins, json_path, plot_pa
     seconds = parse_duration(horizon)
     json_path = _output_path("--json", json_path)
     plot_path = _output_path("--plot", plot_path, PLOT_FORMATS)
-    trace = load_trace(trace_path)
+    trace = load_trace(trace_path, None if resample is None else parse_duration(resample, "--resample"))
     if workload is not None:
         trace = trace.select([w.strip() for w in workload.split(",") if w.strip()])
     step = trace.step_seconds

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 import click
 
+from aiops.backtest_cmd import parse_duration
 from forecasters import MODELS
 from forecasters.registry import DEFAULT_ROOT, ENV_ROOT
 from simulations.errors import InputError
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from simulations.traces import Trace
 
 DAY = 86_400.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h|d)\s*$", re.IGNORECASE)
-_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": DAY}
 
 TRAIN_HELP = """Train a forecaster on a trace, score it, register it and promote it if it is better.
 
@@ -125,14 +124,6 @@ def _say(console, text: str, style: str | None = None) -> None:
     console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
 
-def parse_duration(option: str, text: str) -> float:
-    """Seconds in ``90s``, ``30m``, ``1.5h`` or ``1d``; InputError naming ``option`` otherwise."""
-    match = _DURATION.match(text or "")
-    if not match or float(match.group(1)) <= 0:
-        raise InputError(option, f"{text!r} is not a duration > 0 with a unit, such as 90s, 30m, 1h or 1d")
-    return float(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
 # -- evaluation --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Evaluation:
@@ -199,13 +190,17 @@ def score(model: "Forecaster", evaluation: Evaluation, progress: Callable[[int, 
 @_registry_option
 @click.option("--name", "name", metavar="NAME", help="Registered name (default: the model's name).")
 @click.option("--horizon", default="30m", show_default=True, metavar="DURATION", help="Backtest horizon, e.g. 30m or 1h.")
+@click.option("--resample", "resample", metavar="DURATION",
+              help="Average irregular timestamps into bins of this width (e.g. 1m); without it every "
+                   "timestamp must lie on the trace's one step grid.")
 @click.option("--holdout", default=None, metavar="DURATION",
               help="Last stretch of the trace kept out of training and used for scoring (default: 1d or a quarter of the trace).")
 @click.option("--promote/--no-promote", default=True, show_default=True,
               help="Promote the new version if it beats the current one on the same holdout.")
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: when stderr is a terminal).")
 @_one_line_errors
-def train(trace_path, model_name, workloads, device, registry_dir, name, horizon, holdout, promote, progress) -> None:
+def train(trace_path, model_name, workloads, device, registry_dir, name, horizon, resample, holdout, promote,
+          progress) -> None:
     from forecasters.registry import check_name
 
     if model_name not in MODELS:
@@ -213,9 +208,9 @@ def train(trace_path, model_name, workloads, device, registry_dir, name, horizon
     name = name or model_name
     check_name(name)
     registry = _open_registry(registry_dir, create=True)
-    horizon_s = parse_duration("--horizon", horizon)
-    holdout_s = None if holdout is None else parse_duration("--holdout", holdout)
-    trace = _load(trace_path, workloads)
+    horizon_s = parse_duration(horizon, "--horizon")
+    holdout_s = None if holdout is None else parse_duration(holdout, "--holdout")
+    trace = _load(trace_path, workloads, None if resample is None else parse_duration(resample, "--resample"))
     evaluation = _evaluation(trace, horizon_s, holdout_s)
     out, err = _console(), _console(stderr=True)
     show = err.is_terminal if progress is None else progress
@@ -236,10 +231,10 @@ def train(trace_path, model_name, workloads, device, registry_dir, name, horizon
     _say(out, _promote_if_better(registry, name, entry.version, evaluation, device, show, err))
 
 
-def _load(trace_path: str, workloads: tuple[str, ...]) -> "Trace":
+def _load(trace_path: str, workloads: tuple[str, ...], resample_s: float | None = None) -> "Trace":
     from simulations.traces import load_trace
 
-    trace = load_trace(trace_path)
+    trace = load_trace(trace_path, resample_s)
     return trace.select(list(workloads)) if workloads else trace
 
 

@@ -248,8 +248,12 @@ class Trace:
 # --------------------------------------------------------------------------------------------
 
 
-def load_trace(path: str | os.PathLike) -> Trace:
+def load_trace(path: str | os.PathLike, resample_seconds: float | None = None) -> Trace:
     """Load and validate a trace CSV (see the module docstring for the format).
+
+    With ``resample_seconds``, timestamps need not lie on a grid (irregular scrapes, jittered
+    exports): each workload's values are averaged into clock-aligned bins of that width, and a
+    bin without a value is a gap.
 
     * ``timestamp``: ISO-8601 (``Z`` or a UTC offset; naive means UTC) or epoch seconds.
     * ``value``: requests/s, finite and >= 0; blank or ``nan`` is a gap (NaN).
@@ -290,9 +294,14 @@ def load_trace(path: str | os.PathLike) -> Trace:
     codes, names = pd.factorize(pd.Series(wl_text, dtype=object), sort=False)
     names = tuple(str(n) for n in names)
     _check_order(where, lines, times, codes, names, ts_text)
-    step = _infer_step(times, codes)
-    start = float(times.min())
-    k = _grid_index(where, lines, times, start, step, ts_text)
+    if resample_seconds is None:
+        step = _infer_step(times, codes)
+        start = float(times.min())
+        k = _grid_index(where, lines, times, start, step, ts_text)
+    else:
+        step = float(resample_seconds)
+        start = math.floor(float(times.min()) / step) * step
+        k = np.floor((times - start) / step).astype(np.int64)
 
     n_steps = int(k.max()) + 1
     if n_steps * len(names) > MAX_GRID_CELLS:
@@ -303,7 +312,15 @@ def load_trace(path: str | os.PathLike) -> Trace:
             f"{_iso(start)} to {ts_text[latest]} (is a timestamp far from the others?)",
         )
     grid = np.full((n_steps, len(names)), np.nan)
-    grid[k, codes] = values  # grid points without a row stay NaN (gaps, not zeros)
+    if resample_seconds is None:
+        grid[k, codes] = values  # grid points without a row stay NaN (gaps, not zeros)
+    else:  # the mean of each bin's values; a bin with none stays NaN
+        ok = ~np.isnan(values)
+        cell = k[ok] * len(names) + codes[ok]
+        sums = np.bincount(cell, weights=values[ok], minlength=n_steps * len(names))
+        counts = np.bincount(cell, minlength=n_steps * len(names))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(n_steps, len(names))
 
     for j, name in enumerate(names):
         if np.isnan(grid[:, j]).all():

@@ -130,3 +130,18 @@ def test_missing_trace_and_bad_outputs_fail_before_any_work(tmp_path, trace):
     assert "no such file" in one_line_error(run("--trace", str(tmp_path / "none.csv"), "--horizon", "10m"))
     assert "--plot" in one_line_error(run("--trace", str(trace), "--horizon", "10m", "--plot", str(tmp_path / "p.txt")))
     assert "--json" in one_line_error(run("--trace", str(trace), "--horizon", "10m", "--json", str(tmp_path)))
+
+
+def test_resample_lets_an_irregular_trace_be_backtested(tmp_path):
+    """Timestamps jittered off any grid: refused as they are, backtested once binned by --resample."""
+    rng = np.random.default_rng(3)
+    t = 1_704_067_200.0 + np.arange(4 * 144) * 600.0 + rng.uniform(0, 300, 4 * 144)
+    values = 80 + 50 * np.sin(2 * np.pi * t / 86400)
+    path = tmp_path / "jitter.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{ts:.3f},{v:.3f}\n" for ts, v in zip(t, values)))
+    one_line_error(run("--trace", str(path), "--horizon", "1h", "--models", MODELS))
+    result = run("--trace", str(path), "--horizon", "1h", "--models", MODELS, "--origins", "6", "--resample", "10m")
+    assert result.exit_code == 0, result.output
+    assert "horizon 1h = 6 step(s) of 10 min" in result.stdout
+    assert "--resample: '0m': the resample must be longer than zero" in one_line_error(
+        run("--trace", str(path), "--horizon", "1h", "--resample", "0m"))

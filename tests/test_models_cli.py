@@ -136,7 +136,7 @@ def test_list_on_an_empty_registry_says_so(tmp_path):
     (["--trace", "{missing}", "--model", "naive"], "missing.csv: no such file"),
     (["--trace", "{noisy}", "--model", "prophet"], "--model: unknown model 'prophet'"),
     (["--trace", "{noisy}", "--model", "naive", "--workload", "video"], "unknown workload 'video'"),
-    (["--trace", "{noisy}", "--model", "naive", "--horizon", "30"], "--horizon: '30' is not a duration"),
+    (["--trace", "{noisy}", "--model", "naive", "--horizon", "soon"], "--horizon: 'soon' is not a duration"),
     (["--trace", "{noisy}", "--model", "naive", "--horizon", "5m"], "--horizon: 300 s is shorter than the trace's 600 s step"),
     (["--trace", "{noisy}", "--model", "naive", "--horizon", "2d"], "must be longer than the horizon"),
     (["--trace", "{noisy}", "--model", "naive", "--holdout", "3d"], "--holdout: the holdout (432 steps) would leave less"),

@@ -608,3 +608,17 @@ def test_out_of_range_timestamps_and_values_are_refused_on_their_line(tmp_path, 
     path.write_text(f"timestamp,value\n0,1\n{row}\n")
     with pytest.raises(TraceError, match=rf"t\.csv:3: .*{phrase}"):
         load_trace(path)
+
+
+def test_resample_puts_irregular_timestamps_on_a_grid(tmp_path):
+    path = tmp_path / "jitter.csv"
+    path.write_text("timestamp,workload,value\n"
+                    "2024-01-01T00:00:05Z,a,2\n2024-01-01T00:00:40Z,a,4\n"  # one bin: mean 3
+                    "2024-01-01T00:01:30Z,a,\n"  # a blank value: no data in that bin
+                    "2024-01-01T00:03:10Z,a,7\n2024-01-01T00:00:20Z,b,1\n")
+    with pytest.raises(TraceError, match="not on the"):
+        load_trace(path)
+    trace = load_trace(path, resample_seconds=60)
+    assert trace.step_seconds == 60 and trace.start == 1704067200.0
+    np.testing.assert_array_equal(trace.values[:, 0], [3.0, np.nan, np.nan, 7.0])
+    np.testing.assert_array_equal(trace.values[:, 1], [1.0, np.nan, np.nan, np.nan])
