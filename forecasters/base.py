@@ -339,22 +339,26 @@ class Forecaster(ABC):
 
     def fit(self, history: Series) -> Fitted:
         """Fit on ``history`` (NaN = gap), calibrate, and return a :class:`Fitted` to predict from."""
-        data = prepare(history)
+        return self.fit_prepared(prepare(history))
+
+    def fit_prepared(self, data: Prepared) -> Fitted:
+        """:meth:`fit` on a history already prepared: the selector and the fallback chain prepare
+        a history once and hand the same value to every model they try."""
         need = self.min_history(data.step)
         if data.n_observed < need:
-            return self._fall_back(history, f"{self.name} needs {need} observed steps, the history has {data.n_observed}")
+            return self._fall_back(data, f"{self.name} needs {need} observed steps, the history has {data.n_observed}")
         try:
             return self._fit_prepared(data)
         except ForecastInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model that breaks on this history hands it on
-            return self._fall_back(history, f"{self.name} failed: {type(exc).__name__}: {str(exc)[:120]}")
+            return self._fall_back(data, f"{self.name} failed: {type(exc).__name__}: {str(exc)[:120]}")
 
-    def _fall_back(self, history: Series, why: str) -> Fitted:
+    def _fall_back(self, data: Prepared, why: str) -> Fitted:
         simpler = self.fallback()
         if simpler is None:
-            raise ForecastInputError(f"series {history.key!r}: {why}, and {self.name} has no simpler fallback")
-        fitted = simpler.fit(history)
+            raise ForecastInputError(f"series {data.key!r}: {why}, and {self.name} has no simpler fallback")
+        fitted = simpler.fit_prepared(data)
         reason = why if fitted.fell_back is None else f"{why}; {fitted.fell_back}"
         return replace(fitted, fell_back=reason)
 

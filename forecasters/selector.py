@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from forecasters.base import Fitted, Forecaster, ForecastInputError
+from forecasters.base import Fitted, Forecaster, ForecastInputError, Prepared
 from forecasters.series import Forecast, Series
 
 DEFAULT_CANDIDATES = ("naive", "seasonal-naive", "profile")
@@ -88,13 +88,14 @@ class Selector(Forecaster):
     def train(self, histories: list[Series]) -> dict:
         return {name: model.train(histories) for name, model in zip(self.candidate_names, self.candidates)}
 
-    def fit(self, history: Series) -> Fitted:
+    def fit_prepared(self, data: Prepared) -> Fitted:
+        """Every candidate fitted on the one prepared history (see the module docstring)."""
         ranked: list[tuple[float, int, Fitted]] = []
         notes: list[str] = []
         answered: list[Fitted] = []
         for order, model in enumerate(self.candidates):
             try:
-                fitted = model.fit(history)
+                fitted = model.fit_prepared(data)
             except ForecastInputError:
                 raise  # bad input is bad for every model: say so once
             except Exception as exc:  # noqa: BLE001 - a broken candidate must not take the forecast down
@@ -107,7 +108,7 @@ class Selector(Forecaster):
                 continue  # uncalibrated, or answered through its own fallback: no backtest of its own
             ranked.append((fitted.calibration.score, order, fitted))
         if not answered:
-            raise ForecastInputError(f"series {history.key!r}: every candidate failed ({'; '.join(notes)})")
+            raise ForecastInputError(f"series {data.key!r}: every candidate failed ({'; '.join(notes)})")
         if not ranked:
             first = answered[0]
             why = "; ".join(notes + ([first.fell_back] if first.fell_back else []))
