@@ -78,6 +78,6 @@ def decide(
                 "forecast_peak": plan.peaks, "lead": plan.leads, "sized": sized, "warm": desired - sized},
         params={**floor.params, "quantile": config.quantile, "node_leads": node_leads(state)},
         fallbacks=plan.missing,
-        forecast_refs={key: f"{f.model}@{f.issued_at:.0f}" for key, f in (forecasts or {}).items()},
+        forecasts=forecasts or {},
     )
     return batch, log

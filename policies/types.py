@@ -210,7 +210,14 @@ class DecisionBatch:
     detail: Mapping[str, np.ndarray] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     fallbacks: Mapping[str, str] = field(default_factory=dict)  # workload -> why its forecast fell back
-    forecast_refs: Mapping[str, str] = field(default_factory=dict)  # workload -> "model@issued_at" it used
+    # workload -> the Forecast it used; kept as given (no per-step copy or formatting: the refs
+    # quoted in decisions are only built when decisions() is asked for)
+    forecasts: Mapping[str, Any] = field(default_factory=dict)
+
+    def forecast_ref(self, name: str) -> str | None:
+        """``model@issued_at`` of the forecast the decision for workload ``name`` used."""
+        f = self.forecasts.get(name)
+        return None if f is None else f"{f.model}@{f.issued_at:.0f}"
 
     def reasons_for(self, i: int, state: ClusterState) -> tuple[Reason, ...]:
         wl = state.workloads
@@ -221,7 +228,7 @@ class DecisionBatch:
             "min": int(wl.min_replicas[i]),
             "max": int(wl.max_replicas[i]),
             "fallback": self.fallbacks.get(wl.names[i], "none"),
-            "model": self.forecast_refs.get(wl.names[i], "none").split("@")[0],
+            "model": getattr(self.forecasts.get(wl.names[i]), "model", "none"),
         }
         values.update(self.params)
         values.update({k: float(v[i]) for k, v in self.detail.items()})
@@ -253,7 +260,7 @@ class DecisionBatch:
                     reasons=self.reasons_for(i, state),
                     decided_at=float(self.decided_at),
                     policy=self.policy,
-                    forecast_ref=self.forecast_refs.get(name),
+                    forecast_ref=self.forecast_ref(name),
                 )
             )
         pools = state.node_pools
