@@ -23,6 +23,8 @@ from typing import Mapping
 import numpy as np
 
 from forecasters.series import Forecast
+from policies.forecasts import ForecastBatch
+from policies.placement import pool_nodes
 from policies.types import ClusterState
 
 
@@ -48,79 +50,138 @@ def running_max(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def forecast_path(forecast: Forecast, now: float, quantile: float, length: int) -> np.ndarray:
-    """The forecast quantile for steps ``now, now + step, ...`` (``length`` values).
+def running_max_rows(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`running_max` with a width per row: ``out[i, u] = max(values[i, u : u + widths[i] + 1])``."""
+    out = values.copy()
+    for k in range(1, int(widths.max(initial=0)) + 1):
+        grow = (widths >= k)[:, None]
+        out[:, :-k] = np.where(grow, np.maximum(out[:, :-k], values[:, k:]), out[:, :-k])
+    return out
 
-    A forecast shorter than asked is extended with its last value, documented rather than
-    guessed: a policy that needs a longer horizon should ask for one.
-    """
-    values = forecast.at_least(quantile)
-    first = int(round((now - forecast.issued_at) / forecast.step)) - 1
-    path = values[max(first, 0) : max(first, 0) + length]
-    if path.shape[0] == 0:
-        path = values[-1:]
-    if path.shape[0] < length:
-        path = np.concatenate([path, np.full(length - path.shape[0], path[-1])])
-    return np.maximum(path, 0.0)
+
+def forecast_path(forecast: Forecast, now: float, quantile: float, length: int) -> np.ndarray:
+    """The forecast quantile for steps ``now, now + step, ...`` (``length`` values), interpolated
+    between stored levels (see :class:`~policies.forecasts.ForecastBatch`)."""
+    batch = ForecastBatch.gather((forecast.key,), {forecast.key: forecast}, forecast.step)
+    return batch.paths(now, np.array([quantile]), length)[0]
 
 
 @dataclass(frozen=True)
 class LeadPlan:
     """Capacity sized for a forecast over the lead times.
 
-    Per workload: ``replicas`` wanted now (-1 where there is no forecast), what the forecast asked
-    for before min/max replicas (``wanted``), the forecast ``peaks`` over the replica lead time,
-    that lead time in seconds (``leads``) and whether max_replicas cut the plan (``clamped``); per pool the ``node_floor``; and the workloads with no forecast, with why.
+    Per workload: ``replicas`` wanted now within min/max (-1 where there is no usable forecast),
+    what the forecast asked for before min/max (``wanted``), the scale-down floor ``keep`` (the
+    replicas the keep quantile needs over the cold start; -1 without a forecast or keep quantile),
+    the forecast ``peaks`` over the replica lead time, that lead time in seconds (``leads``) and
+    whether max_replicas cut the plan (``clamped``); per pool the ``node_floor``; and the workloads
+    with no forecast, with why.
     """
 
     replicas: np.ndarray
     wanted: np.ndarray
+    keep: np.ndarray
     peaks: np.ndarray
     leads: np.ndarray
     clamped: np.ndarray
     node_floor: np.ndarray
     missing: dict[str, str]
+    bound: np.ndarray | None = None  # [n, Ln_max + 1] replicas that must be bound at each step
+    trend_won: np.ndarray | None = None  # bool [n]: the observed trend's projection asked for more than the forecast
+    node_steps: np.ndarray | None = None  # [p] node provisioning lead in steps
+
+
+def node_floor_for(bound: np.ndarray, pool: np.ndarray, node_steps: np.ndarray, state: ClusterState) -> np.ndarray:
+    """Per pool, nodes for the replicas bound at each step it can still serve, packed (replicas
+    never span nodes; see :func:`policies.placement.pool_nodes`), within max_nodes."""
+    pools = state.node_pools
+    nodes = pool_nodes(bound.astype(np.int64), state.workloads.gpus_per_replica, pool, pools.gpus_per_node)
+    nodes = np.where(np.arange(bound.shape[1])[None, :] <= node_steps[:, None], nodes, 0)
+    return np.minimum(nodes.max(axis=1, initial=0), pools.max_nodes).astype(np.int64)
+
+
+def pool_gpus(pool: np.ndarray, n_pools: int, gpus: np.ndarray) -> np.ndarray:
+    """``[p, L]``: per pool the sum of ``gpus`` ([n, L]) over its workloads."""
+    out = np.zeros((n_pools, gpus.shape[1]))
+    np.add.at(out, pool, gpus)
+    return out
+
+
+def plan(
+    now: float,
+    state: ClusterState,
+    forecasts: "Mapping[str, Forecast] | ForecastBatch | None",
+    quantile: np.ndarray | float,
+    target_utilization: float,
+    keep_quantile: np.ndarray | None = None,
+    usable: np.ndarray | None = None,
+    trend: np.ndarray | None = None,
+) -> LeadPlan:
+    """Replicas, scale-down floors and node floors sized for the forecast over each lead time.
+
+    Vectorised over workloads (see the module doc for the arithmetic). ``quantile`` and
+    ``keep_quantile`` may differ per workload; ``usable`` (default: every present forecast)
+    masks forecasts a policy decided not to trust. ``trend`` (requests/s per second, per workload;
+    NaN unknown) projects the observed demand linearly over the lead times, like PromQL's
+    ``predict_linear``: where a rise is under way the plan covers the larger of the projection and
+    the forecast (``trend_won`` says where the projection asked for more).
+    """
+    wl, pools = state.workloads, state.node_pools
+    step = state.step_seconds
+    n = len(wl)
+    batch = ForecastBatch.gather(wl.names, forecasts, step)
+    ok = batch.present if usable is None else batch.present & usable
+    missing = {name: "no forecast for this workload" for i, name in enumerate(wl.names) if not batch.present[i]}
+    pod = np.ceil(wl.startup_seconds / step - 1e-9).clip(min=0).astype(np.int64)
+    node = np.ceil(pools.provisioning_seconds / step - 1e-9).clip(min=0).astype(np.int64)
+    node_w = node[wl.pool] if n else np.zeros(0, dtype=np.int64)
+    if wl.eligible is not None and n:  # a workload may be placed on a slower pool: look as far as its slowest
+        node_w = np.maximum(node_w, np.where(wl.eligible, node[None, :], 0).max(axis=1))
+    length = int((pod + node_w).max(initial=0)) + 1
+    per_replica = wl.capacity_rps * target_utilization
+    q = np.broadcast_to(np.asarray(quantile, dtype=float), (n,))
+    demand = batch.paths(now, q, length)
+    within_pod = np.arange(length)[None, :] <= pod[:, None]
+    trend_won = np.zeros(n, dtype=bool)
+    if trend is not None:
+        slope = np.where(np.isfinite(trend), np.maximum(trend, 0.0), 0.0)
+        seen = np.where(np.isfinite(wl.demand_rps), wl.demand_rps, 0.0)
+        projected = seen[:, None] + slope[:, None] * step * np.arange(1, length + 1)[None, :]
+        rising = ok & (slope > 0)
+        trend_won = rising & (np.where(within_pod, projected - demand, -np.inf).max(axis=1, initial=-np.inf) > 0)
+        demand = np.where(rising[:, None], np.maximum(demand, projected), demand)
+    need = np.where(ok[:, None], replicas_needed(demand, per_replica[:, None]), 0.0)
+    wanted = np.where(within_pod, need, 0.0).max(axis=1, initial=0.0).astype(np.int64)
+    peaks = np.where(ok, np.where(within_pod, demand, 0.0).max(axis=1, initial=0.0), np.nan)
+    clamped = ok & (wanted > wl.max_replicas)
+    need = np.where(ok[:, None], np.clip(need, wl.min_replicas[:, None], wl.max_replicas[:, None]), 0.0)
+    bound = running_max_rows(need, pod)  # replicas that must exist (bound to a GPU) at each step
+    replicas = np.where(ok, bound[:, 0], -1).astype(np.int64)
+    keep = np.full(n, -1, dtype=np.int64)
+    if keep_quantile is not None:
+        kq = np.broadcast_to(np.asarray(keep_quantile, dtype=float), (n,))
+        keeps = ok & (kq > 0)
+        if keeps.any():
+            kdemand = batch.paths(now, np.clip(kq, 1e-6, 1.0), length)
+            # A replica let go may take its node with it: getting it back is a node provisioning
+            # plus a startup, so the keep window is the whole cold start [t, t + L_node + L_pod].
+            within_cold = np.arange(length)[None, :] <= (pod + node_w)[:, None]
+            kneed = np.where(within_cold, replicas_needed(kdemand, per_replica[:, None]), 0.0).max(axis=1, initial=0.0)
+            keep = np.where(keeps, np.clip(kneed, wl.min_replicas, wl.max_replicas), -1).astype(np.int64)
+    width = int(node.max(initial=0)) + 1
+    bound = bound[:, :width]
+    node_floor = node_floor_for(bound, wl.pool, node, state)
+    leads = np.where(ok, pod * step, 0.0)
+    return LeadPlan(replicas, wanted, keep, peaks, leads, clamped, node_floor, missing,
+                    bound=bound, trend_won=trend_won, node_steps=node)
 
 
 def plan_from_forecasts(
     now: float,
     state: ClusterState,
-    forecasts: Mapping[str, Forecast],
+    forecasts: "Mapping[str, Forecast] | ForecastBatch | None",
     quantile: float,
     target_utilization: float,
 ) -> LeadPlan:
-    """Replicas and node floors sized for the forecast over each lead time (see the module doc)."""
-    wl, pools = state.workloads, state.node_pools
-    step = state.step_seconds
-    n = len(wl)
-    replicas = np.full(n, -1, dtype=np.int64)
-    peaks = np.full(n, np.nan)
-    leads = np.zeros(n)
-    clamped = np.zeros(n, dtype=bool)
-    wanted = np.full(n, -1, dtype=np.int64)
-    missing: dict[str, str] = {}
-    pod_steps = [lead_steps(s, step) for s in wl.startup_seconds]
-    node_steps = [lead_steps(s, step) for s in pools.provisioning_seconds]
-    inner = [np.zeros(node_steps[p] + 1) for p in range(len(pools))]
-    for i, name in enumerate(wl.names):
-        forecast = forecasts.get(name)
-        if forecast is None:
-            missing[name] = "no forecast for this workload"
-            continue
-        p = int(wl.pool[i])
-        lp, ln = pod_steps[i], node_steps[p]
-        demand = forecast_path(forecast, now, quantile, lp + ln + 1)
-        need = replicas_needed(demand, wl.capacity_rps[i] * target_utilization)
-        wanted[i] = int(need[: lp + 1].max())
-        clamped[i] = wanted[i] > wl.max_replicas[i]
-        need = np.clip(need, wl.min_replicas[i], wl.max_replicas[i])
-        bound = running_max(need, lp)  # replicas that must exist (bound to a GPU) at each step
-        replicas[i] = int(bound[0])
-        peaks[i] = float(demand[: lp + 1].max())
-        leads[i] = lp * step
-        inner[p] += wl.gpus_per_replica[i] * bound[: ln + 1]
-    node_floor = np.array(
-        [min(math.ceil(inner[p].max() / pools.gpus_per_node[p] - 1e-9), int(pools.max_nodes[p])) for p in range(len(pools))],
-        dtype=np.int64,
-    )
-    return LeadPlan(replicas, wanted, peaks, leads, clamped, node_floor, missing)
+    """:func:`plan` at one quantile for every workload, no scale-down floor (the oracle's view)."""
+    return plan(now, state, forecasts, quantile, target_utilization)

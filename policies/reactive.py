@@ -62,7 +62,10 @@ def decide(
     forecasts: Mapping[str, Forecast] | None,
     log: DecisionLog,
     config: ReactiveConfig,
+    keep_seconds: float | None = None,
 ) -> tuple[DecisionBatch, DecisionLog]:
+    """The HPA's answer. ``keep_seconds`` keeps a longer log than this policy's own window needs
+    (the predictive policy, which calls this for its floor, has a window of its own)."""
     wl = state.workloads
     log = log.aligned(wl.names)
     current = np.asarray(wl.replicas, dtype=np.int64)
@@ -79,8 +82,9 @@ def decide(
 
     # Stabilize scale-down: never go below the largest recommendation in the window.
     window = config.scale_down_stabilization_seconds
-    new_log = log.appended(now, recommendation, keep_seconds=window)
-    stabilized_floor = new_log.recommendations.max(axis=0)  # the log now holds exactly the window
+    new_log = log.appended(now, recommendation, keep_seconds=max(window, keep_seconds or 0.0))
+    in_window = new_log.recommendations if keep_seconds is None else new_log.recommendations[new_log.times >= now - window]
+    stabilized_floor = in_window.max(axis=0)  # without keep_seconds the log holds exactly the window
     desired = np.where(recommendation < current, np.minimum(current, stabilized_floor), recommendation)
     stabilized = desired > recommendation
 

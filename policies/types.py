@@ -36,6 +36,10 @@ class ReasonCode(enum.IntFlag):
     ORACLE = enum.auto()  # sized from exactly known future demand
     NODES_AHEAD = enum.auto()  # node pool held or grown ahead of replicas that will need it
     WARM_FILL = enum.auto()  # extra replicas on idle GPUs of nodes that are billed anyway
+    KEPT_WARM = enum.auto()  # scale-down held: likely needed again within its cold start (GPU economics)
+    QUALITY_GATE = enum.auto()  # live forecast error too high: reactive alone decides until it recovers
+    TREND = enum.auto()  # observed demand rising: its linear projection over the lead time asked for more than the forecast
+    POOL_CHOSEN = enum.auto()  # a cheaper eligible node pool with room was chosen for the workload
 
 
 # One sentence per code, formatted with the per-workload figures in DecisionBatch.detail.
@@ -43,16 +47,20 @@ _TEMPLATES: dict[ReasonCode, str] = {
     ReasonCode.REACTIVE: "observed {demand:.1f} rps against {capacity:.1f} rps/replica at {target:.0%} target asks for {reactive:.0f}",
     ReasonCode.WITHIN_TOLERANCE: "observed load is within {tolerance:.0%} of the target, so the count stays at {current:.0f}",
     ReasonCode.STABILIZED: "scale-down stabilised: the highest recommendation in the last {window:.0f} s is {stabilized:.0f}",
-    ReasonCode.RATE_LIMITED: "scale-up limited to {rate_limit:.0f} this step",
+    ReasonCode.RATE_LIMITED: "step limited to {rate_limit:.0f} this time",
     ReasonCode.CLAMPED_MAX: "capped at max replicas {max:.0f}",
     ReasonCode.CLAMPED_MIN: "raised to min replicas {min:.0f}",
     ReasonCode.STALE_METRICS: "the demand metric is missing, so the count holds at {current:.0f} (never scale down on missing data)",
-    ReasonCode.FORECAST_UP: "forecast ({model}) q{quantile:.2f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs {forecast:.0f} (above reactive's {floor:.0f})",
-    ReasonCode.REACTIVE_FLOOR: "reactive's {floor:.0f} is at least the forecast's {forecast:.0f}, so the reactive floor won",
+    ReasonCode.FORECAST_UP: "forecast ({model}) q{quantile:.3f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s (replica startup), which needs {forecast:.0f} at {capacity:.2f} rps/replica (the load observed now needs {floor:.0f})",
+    ReasonCode.REACTIVE_FLOOR: "observed {demand:.1f} rps needs {floor:.0f} at {floor_target:.0%} of {capacity:.2f} rps/replica, at least the forecast's {forecast:.0f}, so the reactive floor won",
     ReasonCode.FALLBACK_FORECAST: "no usable forecast ({fallback}), so reactive alone decided",
     ReasonCode.ORACLE: "known demand peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs exactly {forecast:.0f}",
     ReasonCode.NODES_AHEAD: "nodes requested ahead for the forecast over the next {lead:.0f} s",
     ReasonCode.WARM_FILL: "{warm:.0f} more kept warm on idle GPUs of nodes already billed (sized {sized:.0f})",
+    ReasonCode.KEPT_WARM: "scale-down held at {keep:.0f}: the forecast gives them at least a {keep_chance:.1%} chance of being needed again within their {cold_start:.0f} s cold start, and that chance times ${miss_cost:.0f}/h of SLO misses outweighs ${idle_cost:.2f}/h of idle GPUs",
+    ReasonCode.POOL_CHOSEN: "{placement}",
+    ReasonCode.TREND: "observed demand is rising {trend_per_min:.1f} rps a minute, and its projection over the lead time asks for more than the forecast",
+    ReasonCode.QUALITY_GATE: "the forecast quality gate is closed ({fallback}), so reactive alone decides until it recovers",
 }
 
 
@@ -85,6 +93,7 @@ class ScalingDecision:
     decided_at: float
     policy: str = ""
     forecast_ref: str | None = None
+    node_pool: str | None = None  # where the replicas should run (kind "replicas")
 
     @property
     def is_change(self) -> bool:
@@ -124,6 +133,12 @@ class WorkloadTable:
     capacity_rps: np.ndarray  # float: load one replica sustains at its SLO
     startup_seconds: np.ndarray  # float: scheduled -> ready
     demand_rps: np.ndarray  # float: latest observed demand; NaN = missing
+    # Optional columns (None = the policy config's default for every workload):
+    slo_miss_cost_per_hour: np.ndarray | None = None  # float: $ per hour of a replica short of the SLO
+    quantile: np.ndarray | None = None  # float: forecast quantile to size for; NaN = from the costs (newsvendor)
+    forecast_error_ratio: np.ndarray | None = None  # float: live forecast error / backtest baseline; NaN = unknown
+    demand_trend: np.ndarray | None = None  # float: observed demand's slope, rps per second (PromQL deriv); NaN = unknown
+    eligible: np.ndarray | None = None  # bool [n, pools]: pools each workload may run on (None: its own only)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -167,6 +182,12 @@ class DecisionLog:
     names: tuple[str, ...]
     times: np.ndarray  # [k] epoch seconds, oldest first
     recommendations: np.ndarray  # [k, n_workloads] int
+    # The predictive policy's forecast-quality gate (hysteresis needs memory): True = closed,
+    # reactive alone decides. None = every gate open.
+    gated: np.ndarray | None = None
+    # [k, n_workloads] the predictive policy's own sized counts at ``times`` (-1: none), for its
+    # scale-down stabilization window. None until it first decides.
+    forecast_recs: np.ndarray | None = None
 
     @classmethod
     def empty(cls, names: tuple[str, ...]) -> "DecisionLog":
@@ -178,16 +199,54 @@ class DecisionLog:
             return self
         index = {n: i for i, n in enumerate(self.names)}
         recs = np.full((len(self.times), len(names)), -1, dtype=np.int64)
+        gated = None if self.gated is None else np.zeros(len(names), dtype=bool)
+        frecs = None if self.forecast_recs is None else np.full((len(self.times), len(names)), -1, dtype=np.int64)
         for j, name in enumerate(names):
             if name in index:
                 recs[:, j] = self.recommendations[:, index[name]]
-        return DecisionLog(names, self.times, recs)
+                if gated is not None:
+                    gated[j] = self.gated[index[name]]
+                if frecs is not None:
+                    frecs[:, j] = self.forecast_recs[:, index[name]]
+        return DecisionLog(names, self.times, recs, gated, frecs)
 
     def appended(self, now: float, recommendation: np.ndarray, keep_seconds: float) -> "DecisionLog":
         keep = self.times >= now - keep_seconds  # inclusive: a window of 300 s still holds now - 300
         times = np.append(self.times[keep], now)
         recs = np.concatenate([self.recommendations[keep], recommendation[None, :].astype(np.int64)])
-        return DecisionLog(self.names, times, recs)
+        frecs = None
+        if self.forecast_recs is not None:  # a row for now, filled by with_forecast_recs
+            frecs = np.concatenate([self.forecast_recs[keep], np.full((1, len(self.names)), -1, dtype=np.int64)])
+        return DecisionLog(self.names, times, recs, self.gated, frecs)
+
+    def with_gate(self, gated: np.ndarray) -> "DecisionLog":
+        return DecisionLog(self.names, self.times, self.recommendations, gated.astype(bool), self.forecast_recs)
+
+    def with_forecast_recs(self, sized: np.ndarray) -> "DecisionLog":
+        """The log with ``sized`` as the predictive policy's answer at the newest time."""
+        frecs = self.forecast_recs
+        if frecs is None or frecs.shape[0] != len(self.times):
+            frecs = np.full((len(self.times), len(self.names)), -1, dtype=np.int64)
+        else:
+            frecs = frecs.copy()
+        frecs[-1] = sized
+        return DecisionLog(self.names, self.times, self.recommendations, self.gated, frecs)
+
+    def to_json(self) -> str:
+        """The log as JSON (a live agent persists it, so a restart keeps its stabilization memory)."""
+        return json.dumps({"names": list(self.names), "times": self.times.tolist(),
+                           "recommendations": self.recommendations.tolist(),
+                           "gated": None if self.gated is None else self.gated.tolist(),
+                           "forecast_recs": None if self.forecast_recs is None else self.forecast_recs.tolist()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "DecisionLog":
+        data = json.loads(text)
+        names = tuple(data["names"])
+        recs = np.asarray(data["recommendations"], dtype=np.int64).reshape(len(data["times"]), len(names))
+        gated = None if data.get("gated") is None else np.asarray(data["gated"], dtype=bool)
+        frecs = None if data.get("forecast_recs") is None else np.asarray(data["forecast_recs"], dtype=np.int64).reshape(recs.shape)
+        return cls(names, np.asarray(data["times"], dtype=float), recs, gated, frecs)
 
 
 @dataclass(frozen=True)
@@ -210,14 +269,27 @@ class DecisionBatch:
     detail: Mapping[str, np.ndarray] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     fallbacks: Mapping[str, str] = field(default_factory=dict)  # workload -> why its forecast fell back
-    # workload -> the Forecast it used; kept as given (no per-step copy or formatting: the refs
-    # quoted in decisions are only built when decisions() is asked for)
-    forecasts: Mapping[str, Any] = field(default_factory=dict)
+    # workload -> the Forecast it used, or the ForecastBatch; kept as given (no per-step copy or
+    # formatting: the refs quoted in decisions are only built when decisions() is asked for)
+    forecasts: Any = field(default_factory=dict)
+    # Per workload the node pool its replicas should run on (None: where they are), and for those
+    # that should move, the sentence that says why.
+    pool: np.ndarray | None = None
+    placements: Mapping[str, str] = field(default_factory=dict)
+
+    def _forecast(self, name: str) -> tuple[str, float] | None:
+        """(model, issued_at) of the forecast workload ``name`` was given, if any."""
+        f = self.forecasts
+        if hasattr(f, "present"):  # a policies.forecasts.ForecastBatch
+            i = f.index.get(name, -1)
+            return (f.models[i], float(f.issued_at[i])) if i >= 0 and f.present[i] else None
+        one = f.get(name)
+        return None if one is None else (one.model, one.issued_at)
 
     def forecast_ref(self, name: str) -> str | None:
         """``model@issued_at`` of the forecast the decision for workload ``name`` used."""
-        f = self.forecasts.get(name)
-        return None if f is None else f"{f.model}@{f.issued_at:.0f}"
+        found = self._forecast(name)
+        return None if found is None else f"{found[0]}@{found[1]:.0f}"
 
     def reasons_for(self, i: int, state: ClusterState) -> tuple[Reason, ...]:
         wl = state.workloads
@@ -228,7 +300,8 @@ class DecisionBatch:
             "min": int(wl.min_replicas[i]),
             "max": int(wl.max_replicas[i]),
             "fallback": self.fallbacks.get(wl.names[i], "none"),
-            "model": getattr(self.forecasts.get(wl.names[i]), "model", "none"),
+            "model": (self._forecast(wl.names[i]) or ("none",))[0],
+            "placement": self.placements.get(wl.names[i], ""),
         }
         values.update(self.params)
         values.update({k: float(v[i]) for k, v in self.detail.items()})
@@ -261,6 +334,7 @@ class DecisionBatch:
                     decided_at=float(self.decided_at),
                     policy=self.policy,
                     forecast_ref=self.forecast_ref(name),
+                    node_pool=state.node_pools.names[int(self.pool[i] if self.pool is not None else wl.pool[i])],
                 )
             )
         pools = state.node_pools
