@@ -44,11 +44,11 @@ def bench(n: int, repeat: int) -> dict:
     trace = workload_trace(n)
     config = config_for(n)
     trace, demand, _ = prepare(trace, config)
-    wl, pools, latency, idle, _ = tables(config, trace.workloads)
+    tb = tables(config, trace.workloads)
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        run = run_policy("reactive", trace, demand, wl, pools, latency, idle, config)
+        run = run_policy("reactive", trace, demand, tb, config)
         times.append(time.perf_counter() - started)
     best = min(times)
     steps = trace.n_steps

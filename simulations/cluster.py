@@ -89,6 +89,8 @@ class StepOutcome:
     slo_ok: np.ndarray
     replica_actions: np.ndarray  # bool per workload: the spec count changed this step
     node_actions: np.ndarray  # int per pool: nodes added or removed this step
+    became_ready: np.ndarray  # int per workload: replicas whose startup ended this step
+    nodes_became_ready: np.ndarray  # int per pool: nodes whose provisioning ended this step
 
 
 class SimulatedCluster:
@@ -164,10 +166,12 @@ class SimulatedCluster:
         t = self.t
         # 1. mature replicas and nodes due now
         slot = t % self.start_ring.shape[0]
+        became_ready = self.start_ring[slot].copy()
         self.ready += self.start_ring[slot]
         self._starting -= self.start_ring[slot]
         self.start_ring[slot] = 0
         nslot = t % self.prov_ring.shape[0]
+        nodes_became_ready = self.prov_ring[nslot].copy()
         self.nodes_ready += self.prov_ring[nslot]
         self._provisioning -= self.prov_ring[nslot]
         self.prov_ring[nslot] = 0
@@ -214,7 +218,7 @@ class SimulatedCluster:
                                                        self.wl.capacity_rps, self.dt)
         slo_ok = p95 <= self.latency.slo_p95 * (1 + 1e-9)
         self.t += 1
-        return StepOutcome(served, self.backlog, p95, slo_ok, changed, node_actions)
+        return StepOutcome(served, self.backlog, p95, slo_ok, changed, node_actions, became_ready, nodes_became_ready)
 
     def billed_nodes(self) -> np.ndarray:
         """Nodes billed per pool right now: every ready or provisioning node."""

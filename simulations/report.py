@@ -79,8 +79,8 @@ class Scores:
 def score(sim: Simulation) -> Scores:
     scored = ~sim.gaps
     minutes = sim.step_seconds / 60.0
-    price = np.array([sim.config.pool(w.node_pool).price_per_gpu_hour for w in sim.workloads])
     pool_price = np.array([p.price_per_gpu_hour for p in sim.config.node_pools])
+    price = pool_price[sim.pool_of]
     oracle = sim.runs.get("oracle")
     totals: dict[str, dict[str, Any]] = {}
     per: dict[str, dict[str, dict[str, Any]]] = {}
@@ -102,6 +102,9 @@ def score(sim: Simulation) -> Scores:
                 "gap_minutes": float((~col).sum() * minutes),
                 "forecast_fallback_minutes": float(run.forecast_fallback_steps[i] * minutes),
                 "peak_replicas": int(run.replicas[:, i].max(initial=0)),
+                # what the predictive policy had learned by the end (None for the others)
+                "learned_capacity_rps": None if run.capacity_rps is None else float(run.capacity_rps[i]),
+                "measured_startup_seconds": None if run.startup_seconds is None else float(run.startup_seconds[i]),
             }
         billed_cost = float((run.gpu_hours_billed * pool_price).sum())
         billed_hours = float(run.gpu_hours_billed.sum())

@@ -84,7 +84,8 @@ def test_make_cluster_helper_matches_the_tables_replay_builds() -> None:
         "node_pools": [{"name": "gpu", "gpus_per_node": 4, "provisioning_seconds": 120, "idle_removal_seconds": 300}],
         "workloads": [{"name": "w0", "gpus_per_replica": 2, "capacity_rps": 3.0, "startup_seconds": 60}],
     })
-    wl, pools, latency, idle, _ = tables(config, ["w0"])
+    tb = tables(config, ["w0"])
+    wl, pools, latency, idle = tb.cluster, tb.pools_true, tb.latency, tb.idle
     ours = make_cluster([dict(gpus_per_replica=2, capacity_rps=3.0, startup_seconds=60, min_replicas=1, max_replicas=512)],
                         [dict(gpus_per_node=4, provisioning_seconds=120, idle_removal_seconds=300)])
     theirs = SimulatedCluster(wl, pools, latency, STEP, idle, np.zeros(1), np.zeros(1))

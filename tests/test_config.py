@@ -46,6 +46,9 @@ def config_error(tmp_path: Path, text: str) -> str:
 # --- defaults -------------------------------------------------------------------------------
 
 
+TARGET_UTILIZATION = 0.9
+
+
 def test_default_config_values() -> None:
     config = default_config()
     assert config.simulation.step_seconds == 60
@@ -76,7 +79,10 @@ def test_default_config_values() -> None:
     assert reactive.scale_down_stabilization_seconds == 300
     predictive = config.policies.predictive
     assert predictive.forecaster == "auto"
-    assert (predictive.quantile, predictive.target_utilization) == (0.95, 0.9)
+    assert (predictive.quantile, predictive.slo_miss_cost_per_hour) == (None, 50.0)
+    assert predictive.target_utilization == TARGET_UTILIZATION
+    assert (predictive.keep_warm, predictive.learn_capacity, predictive.measure_lead_times) == (True, True, True)
+    assert (predictive.quality_gate_ratio, predictive.quality_recover_ratio, predictive.floor_utilization) == (5.0, 2.0, 1.0)
     assert predictive.refit_every_seconds == 21600
     assert predictive.history_days == 14
     assert config.policies.enabled == ["reactive", "predictive", "oracle"]
@@ -146,6 +152,7 @@ node_pools:
     min_nodes: 1
     max_nodes: 16
     price_per_gpu_hour: 3.0
+    actual_provisioning_seconds: null
     idle_removal_seconds: 900.0
   - name: gpu-l4
     gpus_per_node: 4
@@ -153,15 +160,21 @@ node_pools:
     min_nodes: 0
     max_nodes: 32
     price_per_gpu_hour: 0.8
+    actual_provisioning_seconds: 300.0
     idle_removal_seconds: 300.0
 workloads:
   - name: llm-chat
     node_pool: gpu-h100
+    node_pools: [gpu-h100]
     gpus_per_replica: 2
     startup_seconds: 240.0
     capacity_rps: 3.5
     min_replicas: 2
     max_replicas: 40
+    slo_miss_cost_per_hour: 120.0
+    quantile: 0.97
+    actual_capacity_rps: 3.0
+    actual_startup_seconds: 300.0
     slo:
       latency_p95_seconds: 1.5
     latency:
@@ -171,11 +184,16 @@ workloads:
       timeout_seconds: 30.0
   - name: embeddings
     node_pool: gpu-l4
+    node_pools: null
     gpus_per_replica: 1
     startup_seconds: 60.0
     capacity_rps: 50.0
     min_replicas: 0
     max_replicas: 10
+    slo_miss_cost_per_hour: null
+    quantile: null
+    actual_capacity_rps: null
+    actual_startup_seconds: null
     slo:
       latency_p95_seconds: 0.5
     latency:
@@ -185,11 +203,16 @@ workloads:
       timeout_seconds: 10.0
 workload_defaults:
   node_pool: gpu-l4
+  node_pools: null
   gpus_per_replica: 1
   startup_seconds: 120.0
   capacity_rps: 8.0
   min_replicas: 0
   max_replicas: 20
+  slo_miss_cost_per_hour: null
+  quantile: null
+  actual_capacity_rps: null
+  actual_startup_seconds: null
   slo:
     latency_p95_seconds: 3.0
   latency:
@@ -205,7 +228,19 @@ policies:
   predictive:
     forecaster: ets
     quantile: 0.9
+    slo_miss_cost_per_hour: 80.0
     target_utilization: 0.85
+    keep_warm: false
+    scale_down_stabilization_seconds: 120.0
+    max_scale_up_per_minute: 2.0
+    max_scale_down_per_minute: 0.2
+    quality_gate_ratio: 4.0
+    quality_recover_ratio: 1.5
+    floor_utilization: 0.9
+    follow_trend: true
+    pool_stickiness: 0.1
+    learn_capacity: false
+    measure_lead_times: false
     refit_every_seconds: 3600.0
     history_days: 7.0
     fill_idle_gpus: false
@@ -543,3 +578,31 @@ def test_upper_bounds_stop_values_that_would_exhaust_memory(tmp_path: Path) -> N
     path.write_text("node_pools:\n  - name: p\n    idle_removal_seconds: 6000000\n")
     with pytest.raises(ConfigError, match=r"node_pools\[0\]\.idle_removal_seconds: Input should be less than or equal to 86400"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "workload, message",
+    [
+        ({"name": "w", "node_pools": ["gpu-h100", "nope"]}, "workloads[0].node_pools[1]: no node pool named 'nope'"),
+        ({"name": "w", "gpus_per_replica": 3, "node_pools": ["gpu-h100"]}, "workloads[0].node_pools[0]: gpus_per_replica (3) must divide"),
+        ({"name": "w", "node_pool": "gpu-l4", "node_pools": ["gpu-h100"]}, "workloads[0].node_pool: must be one of node_pools"),
+    ],
+    ids=["unknown pool", "replica does not tile the node", "node_pool outside node_pools"],
+)
+def test_eligible_node_pools_are_checked_with_one_line_errors(workload, message) -> None:
+    pools = [{"name": "gpu-h100"}, {"name": "gpu-l4", "gpus_per_node": 4}]
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping({"node_pools": pools, "workloads": [workload]}, "c.yaml")
+    text = str(info.value)
+    assert "\n" not in text and message in text
+
+
+def test_per_workload_costs_and_simulation_truth_validate() -> None:
+    config = config_from_mapping({"workloads": [{"name": "w", "slo_miss_cost_per_hour": 90.0, "quantile": 0.97,
+                                                 "actual_capacity_rps": 3.0, "actual_startup_seconds": 240}]})
+    w = config.workloads[0]
+    assert (w.slo_miss_cost_per_hour, w.quantile, w.actual_capacity_rps, w.actual_startup_seconds) == (90.0, 0.97, 3.0, 240.0)
+    with pytest.raises(ConfigError, match="quantile"):
+        config_from_mapping({"workloads": [{"name": "w", "quantile": 1.0}]})
+    with pytest.raises(ConfigError, match="slo_miss_cost_per_hour"):
+        config_from_mapping({"workloads": [{"name": "w", "slo_miss_cost_per_hour": -5}]})

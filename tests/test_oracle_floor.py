@@ -225,7 +225,8 @@ def test_on_a_step_up_the_oracle_is_ready_in_time_and_reactive_is_not() -> None:
 
 def test_initial_state_is_what_the_oracle_would_run_at_step_zero() -> None:
     trace, config = _flat_scenario(levels=(10.0, 25.0), steps=30)
-    wl, pools, *_ = tables(config, trace.workloads)
+    tb = tables(config, trace.workloads)
+    wl, pools = tb.believed, tb.pools
     replicas, nodes = initial_state(wl, pools, np.asarray(trace.values), trace.start, trace.step_seconds)
     assert replicas.tolist() == [3, 5]
     assert nodes.tolist() == [math.ceil((3 * 1 + 5 * 2) / 4)]
