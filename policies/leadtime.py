@@ -42,28 +42,13 @@ def replicas_needed(demand_rps: np.ndarray, per_replica_rps: np.ndarray) -> np.n
     return np.ceil(demand_rps / per_replica_rps * (1 - 1e-9))
 
 
-def running_max(values: np.ndarray, width: int) -> np.ndarray:
-    """``out[u] = max(values[u : u + width + 1])`` (the window clipped at the end)."""
-    out = values.copy()
-    for k in range(1, width + 1):
-        out[:-k] = np.maximum(out[:-k], values[k:])
-    return out
-
-
 def running_max_rows(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Row-wise :func:`running_max` with a width per row: ``out[i, u] = max(values[i, u : u + widths[i] + 1])``."""
+    """A running max over the next ``widths[i]`` steps, per row: ``out[i, u] = max(values[i, u : u + widths[i] + 1])``."""
     out = values.copy()
     for k in range(1, int(widths.max(initial=0)) + 1):
         grow = (widths >= k)[:, None]
         out[:, :-k] = np.where(grow, np.maximum(out[:, :-k], values[:, k:]), out[:, :-k])
     return out
-
-
-def forecast_path(forecast: Forecast, now: float, quantile: float, length: int) -> np.ndarray:
-    """The forecast quantile for steps ``now, now + step, ...`` (``length`` values), interpolated
-    between stored levels (see :class:`~policies.forecasts.ForecastBatch`)."""
-    batch = ForecastBatch.gather((forecast.key,), {forecast.key: forecast}, forecast.step)
-    return batch.paths(now, np.array([quantile]), length)[0]
 
 
 @dataclass(frozen=True)
@@ -98,13 +83,6 @@ def node_floor_for(bound: np.ndarray, pool: np.ndarray, node_steps: np.ndarray, 
     nodes = pool_nodes(bound.astype(np.int64), state.workloads.gpus_per_replica, pool, pools.gpus_per_node)
     nodes = np.where(np.arange(bound.shape[1])[None, :] <= node_steps[:, None], nodes, 0)
     return np.minimum(nodes.max(axis=1, initial=0), pools.max_nodes).astype(np.int64)
-
-
-def pool_gpus(pool: np.ndarray, n_pools: int, gpus: np.ndarray) -> np.ndarray:
-    """``[p, L]``: per pool the sum of ``gpus`` ([n, L]) over its workloads."""
-    out = np.zeros((n_pools, gpus.shape[1]))
-    np.add.at(out, pool, gpus)
-    return out
 
 
 def plan(

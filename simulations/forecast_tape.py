@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ import numpy as np
 
 from forecasters import DEFAULT_QUANTILES, build
 from forecasters.drift import DriftMonitor
-from forecasters.series import Series
+from forecasters.series import Forecast, Series
 from forecasters.stream import ForecastStream
 from policies.forecasts import ForecastBatch
 
@@ -87,47 +86,53 @@ def stream_for(forecaster: str, quantiles: tuple[float, ...], refit_every: float
     return ForecastStream(model, refit_every=refit_every, history_days=history_days, drift=drift_monitor(horizon, step))
 
 
+def step_forecasts(stream: ForecastStream, names: tuple[str, ...], observed: np.ndarray, t: int, start: float,
+                   step: float, history_steps: int, horizon: int) -> tuple[dict[str, Forecast], np.ndarray]:
+    """Step t's forecasts from ``stream`` (observations before t only), and the drift monitor's
+    live error ratio per workload (NaN where unknown): what the replay hands the policy."""
+    found: dict[str, Forecast] = {}
+    ratio = np.full(len(names), np.nan)
+    if t > 0:
+        lo = max(0, t - history_steps)
+        now = start + t * step
+        for i, key in enumerate(names):
+            f = stream.forecast(Series(key, start + lo * step, step, observed[lo:t, i]), horizon)
+            if f is not None:
+                found[key] = f
+                r = stream.drift.status(key, now).ratio if stream.drift is not None else None
+                ratio[i] = np.nan if r is None else r
+    return found, ratio
+
+
 def record(names: tuple[str, ...], observed: np.ndarray, start: float, step: float, horizon: int, stream: ForecastStream,
            progress: ProgressFn | None = None, every: int = 256) -> ForecastTape:
     """Run ``stream`` over ``observed`` ([T, n], NaN = gap) as the replay would, keeping every forecast."""
     n_steps, n = observed.shape
-    levels = None
-    values = present = ratio = model_index = fell_back = None
+    levels = np.array([0.5])  # replaced by the forecasts' levels at the first forecast
+    values = np.zeros((n_steps, n, 1, horizon), dtype=np.float32)
+    present = np.zeros((n_steps, n), dtype=bool)
+    ratio = np.full((n_steps, n), np.nan, dtype=np.float32)
+    model_index = np.zeros((n_steps, n), dtype=np.int16)
+    fell_back = np.zeros((n_steps, n), dtype=bool)
     models: dict[str, int] = {}
     history = stream.history_steps(step)
     for t in range(n_steps):
-        now = start + t * step
-        lo = max(0, t - history)
+        found, ratio[t] = step_forecasts(stream, names, observed, t, start, step, history, horizon)
         for i, key in enumerate(names):
-            if t == 0:
-                continue
-            f = stream.forecast(Series(key, start + lo * step, step, observed[lo:t, i]), horizon)
+            f = found.get(key)
             if f is None:
                 continue
-            if levels is None:
+            if not models:  # the first forecast fixes the level grid
                 levels = np.asarray(sorted(f.quantiles), dtype=float)
                 values = np.zeros((n_steps, n, len(levels), horizon), dtype=np.float32)
-                present = np.zeros((n_steps, n), dtype=bool)
-                ratio = np.full((n_steps, n), np.nan, dtype=np.float32)
-                model_index = np.zeros((n_steps, n), dtype=np.int16)
-                fell_back = np.zeros((n_steps, n), dtype=bool)
             values[t, i] = np.stack([f.quantiles[q][:horizon] for q in levels])
             present[t, i] = True
-            r = stream.drift.status(key, now).ratio if stream.drift is not None else None
-            ratio[t, i] = np.nan if r is None else r
             model_index[t, i] = models.setdefault(f.model, len(models))
             fell_back[t, i] = f.fell_back is not None
         if progress is not None and (t + 1) % every == 0:
             progress(every)
     if progress is not None:
         progress(n_steps % every)
-    if levels is None:  # never a forecast (every value missing)
-        levels = np.array([0.5])
-        values = np.zeros((n_steps, n, 1, horizon), dtype=np.float32)
-        present = np.zeros((n_steps, n), dtype=bool)
-        ratio = np.full((n_steps, n), np.nan, dtype=np.float32)
-        model_index = np.zeros((n_steps, n), dtype=np.int16)
-        fell_back = np.zeros((n_steps, n), dtype=bool)
     return ForecastTape(tuple(names), start, step, levels, values, present, ratio, model_index, tuple(models), fell_back)
 
 
@@ -136,12 +141,3 @@ def fingerprint(observed: np.ndarray, start: float, step: float, **settings) -> 
     digest = hashlib.sha256(np.ascontiguousarray(observed, dtype=np.float64).tobytes())
     digest.update(json.dumps({"start": start, "step": step, **settings}, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
-
-
-def relative_scale(observed: np.ndarray, reference: np.ndarray) -> float:
-    """``k`` with ``observed == k * reference`` (NaN where not a pure rescaling)."""
-    mask = np.isfinite(observed) & np.isfinite(reference) & (reference != 0)
-    if not mask.any():
-        return math.nan
-    k = float(np.median(observed[mask] / reference[mask]))
-    return k if np.allclose(observed[mask], k * reference[mask], rtol=1e-9) else math.nan

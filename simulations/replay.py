@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from forecasters.stream import ForecastStream
-from forecasters.series import Forecast, Series
+from forecasters.series import Forecast
 from policies import POLICIES
 from policies.capacity import CapacityLearner
 from policies.forecasts import ForecastBatch
@@ -41,7 +41,7 @@ from policies.types import ClusterState, DecisionLog, PoolTable, ScalingDecision
 from simulations.cluster import LatencyModel, SimulatedCluster
 from simulations.config import SimConfig, WorkloadConfig
 from simulations.errors import InputError
-from simulations.forecast_tape import ForecastTape, record, stream_for
+from simulations.forecast_tape import ForecastTape, record, step_forecasts, stream_for
 from simulations.traces import Trace, fill_gaps
 
 ProgressFn = Callable[[int], None]
@@ -435,16 +435,6 @@ def observed_trend(observed: np.ndarray, step: float, seconds: float = TREND_SEC
 
 def _live_forecasts(stream: ForecastStream, names: tuple[str, ...], observed: np.ndarray, t: int, start: float, step: float,
                     history_steps: int, horizon: int) -> tuple[ForecastBatch, np.ndarray]:
-    """This step's forecasts from the stream, and the drift monitor's live error ratios."""
-    found: dict[str, Forecast] = {}
-    ratio = np.full(len(names), np.nan)
-    if t > 0:
-        lo = max(0, t - history_steps)
-        now = start + t * step
-        for i, key in enumerate(names):
-            f = stream.forecast(Series(key, start + lo * step, step, observed[lo:t, i]), horizon)
-            if f is not None:
-                found[key] = f
-                r = stream.drift.status(key, now).ratio
-                ratio[i] = np.nan if r is None else r
+    """This step's forecasts from the stream, as a batch, and the drift monitor's live error ratios."""
+    found, ratio = step_forecasts(stream, names, observed, t, start, step, history_steps, horizon)
     return ForecastBatch.gather(names, found, step), ratio
