@@ -34,14 +34,13 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from aiops.cli import _peak_gpus
 from machine import describe, save, trace_files
 from simulations.config import config_from_mapping
-from simulations.forecast_tape import ForecastTape, fingerprint
-from simulations.replay import prepare, record_tape, simulate
+from simulations.forecast_tape import ForecastTape
+from simulations.replay import prepare, record_tape, simulate, tape_key
 from simulations.report import score
 from simulations.traces import load_trace, synthetic_llm_trace
 
@@ -68,10 +67,7 @@ def config_for(fleet: float | None, predictive: dict | None = None, reactive: di
 def tape_for(label: str, trace, config) -> ForecastTape:
     """The trace's recorded forecasts, from the cache when the same data and settings were recorded."""
     prepared, _, _ = prepare(trace, config)
-    pc = config.policies.predictive
-    key = fingerprint(np.asarray(prepared.values), prepared.start, prepared.step_seconds, forecaster=pc.forecaster,
-                      refit=pc.refit_every_seconds, history=pc.history_days, names=prepared.workloads)
-    path = TAPES / f"{label}-{key}.npz"
+    path = TAPES / f"{label}-{tape_key(trace, config)}.npz"
     if path.exists():
         return ForecastTape.load(path)
     TAPES.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,10 @@ class ForecastBatch:
             present[i] = True
             models.append(f.model)
             fell_back.append(f.fell_back)
-        step = float(next((f.step for f in found if f is not None), step))
+        steps = {float(f.step) for f in found if f is not None}
+        if len(steps) > 1:
+            raise ValueError(f"forecasts on one decision must share a step, got {sorted(steps)} s")
+        step = steps.pop() if steps else float(step)
         return cls(tuple(names), step, np.asarray(levels, dtype=float), values, issued, present,
                    tuple(models), tuple(fell_back))
 
@@ -92,23 +95,38 @@ class ForecastBatch:
                         {float(q): self.values[i, k] for k, q in enumerate(self.levels)},
                         self.models[i], self.fell_back[i])
 
-    def paths(self, now: float, quantile: np.ndarray, length: int) -> np.ndarray:
-        """``[n, length]``: each workload's forecast at its own ``quantile`` for steps now, now+step, ...
+    def expires_at(self) -> np.ndarray:
+        """``[n]``: the last time each forecast says anything about (``-inf`` where absent)."""
+        return np.where(self.present, self.issued_at + self.values.shape[2] * self.step, -math.inf)
 
-        Step ``now`` is horizon index ``(now - issued_at) / step - 1``; a path running past the
-        horizon repeats the last value (documented, not guessed: ask for a longer horizon).
-        Absent workloads give zeros. Negative forecasts are clipped to zero.
+    def fresh(self, now: float) -> np.ndarray:
+        """``[n]`` bool: present and still covering ``now``. A forecast whose horizon ended before
+        ``now`` says nothing about it, so a policy treats it as missing rather than stretching
+        its last value."""
+        return self.present & (self.expires_at() >= now - 1e-6 * self.step)
+
+    def paths(self, now: float, quantile: np.ndarray, length: int, step: float | None = None) -> np.ndarray:
+        """``[n, length]``: each workload's forecast at its own ``quantile`` at ``now + k * step``.
+
+        ``step`` is the caller's (decision) step, by default the forecast's own. The forecast's
+        value at ``issued_at + (h + 1) * self.step`` covers the interval that ends there, so time
+        ``s`` reads horizon index ``ceil((s - issued_at) / self.step) - 1``: a 5-minute forecast
+        answers all five one-minute decisions inside each of its steps. A path running past the
+        horizon repeats the last value (documented, not guessed: ask for a longer horizon);
+        expired forecasts are the caller's to drop (:meth:`fresh`). Absent workloads give zeros.
+        Negative forecasts are clipped to zero.
         """
         n, n_levels, horizon = self.values.shape
+        step = self.step if step is None else float(step)
         q = np.clip(np.asarray(quantile, dtype=float), self.levels[0], self.levels[-1])
         upper = np.clip(np.searchsorted(self.levels, q - 1e-12), 0, n_levels - 1)
         lower = np.maximum(upper - 1, 0)
         span = self.levels[upper] - self.levels[lower]
         w = np.where(span > 0, (q - self.levels[lower]) / np.where(span > 0, span, 1.0), 1.0)
-        with np.errstate(invalid="ignore"):
-            first = np.where(self.present, np.rint((now - self.issued_at) / self.step) - 1, 0)
-        first = np.clip(first, 0, horizon - 1).astype(np.int64)
-        cols = np.minimum(first[:, None] + np.arange(length)[None, :], horizon - 1)
+        issued = np.where(self.present, self.issued_at, now - self.step)
+        ahead = (now + step * np.arange(length))[None, :] - issued[:, None]
+        cols = np.ceil(ahead / self.step - 1e-6) - 1
+        cols = np.clip(cols, 0, horizon - 1).astype(np.int64)
         rows = np.arange(n)[:, None]
         lo = self.values[rows, lower[:, None], cols]
         hi = self.values[rows, upper[:, None], cols]

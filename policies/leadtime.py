@@ -74,6 +74,22 @@ class LeadPlan:
     bound: np.ndarray | None = None  # [n, Ln_max + 1] replicas that must be bound at each step
     trend_won: np.ndarray | None = None  # bool [n]: the observed trend's projection asked for more than the forecast
     node_steps: np.ndarray | None = None  # [p] node provisioning lead in steps
+    cold: np.ndarray | None = None  # [n] seconds: the cold start a replica let go costs (slowest eligible node + startup)
+
+
+def lookahead(state: ClusterState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(replica startup steps per workload, provisioning steps per pool, node steps per workload).
+
+    A workload's node steps are those of the slowest pool it may be placed on (its eligible
+    pools, else its own): the horizon a plan, a forecast and a keep window must cover.
+    """
+    wl, pools, step = state.workloads, state.node_pools, state.step_seconds
+    pod = np.ceil(np.asarray(wl.startup_seconds, dtype=float) / step - 1e-9).clip(min=0).astype(np.int64)
+    node = np.ceil(np.asarray(pools.provisioning_seconds, dtype=float) / step - 1e-9).clip(min=0).astype(np.int64)
+    node_w = node[wl.pool] if len(wl) else np.zeros(0, dtype=np.int64)
+    if wl.eligible is not None and len(wl):
+        node_w = np.maximum(node_w, np.where(wl.eligible, node[None, :], 0).max(axis=1))
+    return pod, node, node_w
 
 
 def node_floor_for(bound: np.ndarray, pool: np.ndarray, node_steps: np.ndarray, state: ClusterState) -> np.ndarray:
@@ -94,31 +110,33 @@ def plan(
     keep_quantile: np.ndarray | None = None,
     usable: np.ndarray | None = None,
     trend: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> LeadPlan:
     """Replicas, scale-down floors and node floors sized for the forecast over each lead time.
 
     Vectorised over workloads (see the module doc for the arithmetic). ``quantile`` and
-    ``keep_quantile`` may differ per workload; ``usable`` (default: every present forecast)
-    masks forecasts a policy decided not to trust. ``trend`` (requests/s per second, per workload;
+    ``keep_quantile`` may differ per workload; ``usable`` (default: every forecast that still
+    covers ``now``) masks forecasts a policy decided not to trust. ``trend`` (requests/s per second, per workload;
     NaN unknown) projects the observed demand linearly over the lead times, like PromQL's
     ``predict_linear``: where a rise is under way the plan covers the larger of the projection and
-    the forecast (``trend_won`` says where the projection asked for more).
+    the forecast (``trend_won`` says where the projection asked for more). ``held`` is what the
+    workloads without a usable forecast will run (the caller's fallback answer; default their
+    current count): their replicas take GPUs too, so node floors are packed for them as well.
     """
-    wl, pools = state.workloads, state.node_pools
+    wl = state.workloads
     step = state.step_seconds
     n = len(wl)
     batch = ForecastBatch.gather(wl.names, forecasts, step)
-    ok = batch.present if usable is None else batch.present & usable
+    fresh = batch.fresh(now)
+    ok = fresh if usable is None else fresh & usable
     missing = {name: "no forecast for this workload" for i, name in enumerate(wl.names) if not batch.present[i]}
-    pod = np.ceil(wl.startup_seconds / step - 1e-9).clip(min=0).astype(np.int64)
-    node = np.ceil(pools.provisioning_seconds / step - 1e-9).clip(min=0).astype(np.int64)
-    node_w = node[wl.pool] if n else np.zeros(0, dtype=np.int64)
-    if wl.eligible is not None and n:  # a workload may be placed on a slower pool: look as far as its slowest
-        node_w = np.maximum(node_w, np.where(wl.eligible, node[None, :], 0).max(axis=1))
+    for i in np.flatnonzero(batch.present & ~fresh):
+        missing[wl.names[i]] = f"its forecast expired at {batch.expires_at()[i]:.0f} (issued {batch.issued_at[i]:.0f})"
+    pod, node, node_w = lookahead(state)
     length = int((pod + node_w).max(initial=0)) + 1
     per_replica = wl.capacity_rps * target_utilization
     q = np.broadcast_to(np.asarray(quantile, dtype=float), (n,))
-    demand = batch.paths(now, q, length)
+    demand = batch.paths(now, q, length, step)
     within_pod = np.arange(length)[None, :] <= pod[:, None]
     trend_won = np.zeros(n, dtype=bool)
     if trend is not None:
@@ -134,13 +152,18 @@ def plan(
     clamped = ok & (wanted > wl.max_replicas)
     need = np.where(ok[:, None], np.clip(need, wl.min_replicas[:, None], wl.max_replicas[:, None]), 0.0)
     bound = running_max_rows(need, pod)  # replicas that must exist (bound to a GPU) at each step
+    # Without a usable forecast a workload runs what the caller's fallback decided (else what it
+    # has): its replicas still take GPUs, so node floors are packed for them too.
+    other = np.asarray(wl.replicas if held is None else held, dtype=float)
+    other = np.clip(other, wl.min_replicas, wl.max_replicas)
+    bound = np.where(ok[:, None], bound, other[:, None])
     replicas = np.where(ok, bound[:, 0], -1).astype(np.int64)
     keep = np.full(n, -1, dtype=np.int64)
     if keep_quantile is not None:
         kq = np.broadcast_to(np.asarray(keep_quantile, dtype=float), (n,))
         keeps = ok & (kq > 0)
         if keeps.any():
-            kdemand = batch.paths(now, np.clip(kq, 1e-6, 1.0), length)
+            kdemand = batch.paths(now, np.clip(kq, 1e-6, 1.0), length, step)
             # A replica let go may take its node with it: getting it back is a node provisioning
             # plus a startup, so the keep window is the whole cold start [t, t + L_node + L_pod].
             within_cold = np.arange(length)[None, :] <= (pod + node_w)[:, None]
@@ -151,7 +174,7 @@ def plan(
     node_floor = node_floor_for(bound, wl.pool, node, state)
     leads = np.where(ok, pod * step, 0.0)
     return LeadPlan(replicas, wanted, keep, peaks, leads, clamped, node_floor, missing,
-                    bound=bound, trend_won=trend_won, node_steps=node)
+                    bound=bound, trend_won=trend_won, node_steps=node, cold=(pod + node_w) * step)
 
 
 def plan_from_forecasts(

@@ -24,6 +24,10 @@ One call decides every workload and node pool at once (vectorised; see ``benchma
 5. **Never on missing data.** A workload whose demand metric is missing never scales down.
 6. **Limits.** min/max replicas last; GPUs left idle on nodes the plan pays for anyway are filled
    with warm replicas (``fill_idle_gpus``), which costs nothing and absorbs bursts at once.
+7. **Node pools.** A workload that may run on several pools is recommended the cheapest eligible
+   one with room for its planned peak (``DecisionBatch.pool``, reason ``POOL_CHOSEN``). Moving a
+   running workload is a rollout, so it stays a recommendation: node floors and warm fill stay
+   on the pool its replicas run on until someone moves it.
 
 Every step of that leaves a :class:`~policies.types.ReasonCode` bit, so ``explain()`` says which
 rule won and why, with the figures it used (forecast model and quantile, lead time, capacity per
@@ -42,7 +46,7 @@ from forecasters.series import Forecast
 from policies import reactive
 from policies.economics import keep_quantile, newsvendor_quantile, replica_idle_cost
 from policies.forecasts import ForecastBatch
-from policies.leadtime import node_floor_for, plan, replicas_needed
+from policies.leadtime import plan, replicas_needed
 from policies.packing import fill_billed_gpus
 from policies.placement import place
 from policies.types import ClusterState, DecisionBatch, DecisionLog, ReasonCode
@@ -137,7 +141,7 @@ def decide(
     gated, ratio = _gate(state, log, config)
     batch_in = ForecastBatch.gather(wl.names, forecasts, state.step_seconds)
     p = plan(now, state, batch_in, q, config.target_utilization, kq if config.keep_warm else None, usable=~gated,
-             trend=wl.demand_trend if config.follow_trend else None)
+             trend=wl.demand_trend if config.follow_trend else None, held=fallback.replicas)
     use = p.replicas >= 0
     stale = np.isnan(wl.demand_rps)
 
@@ -170,18 +174,20 @@ def decide(
     desired = np.clip(desired, wl.min_replicas, wl.max_replicas)
     sized_final = desired
 
-    # Node pools: the cheapest eligible pool with room for each workload's planned peak, and the
-    # node floors packed for where the replicas will run.
+    # Node pools: the cheapest eligible pool with room for each workload's planned peak. That is a
+    # recommendation: moving a running workload to another pool is a rollout (a new node
+    # selector), left to whoever applies it, so node floors and warm replicas stay on the pool
+    # the replicas run on now.
     node_floor, pool, placements = p.node_floor, None, {}
     moved = np.zeros(n, dtype=bool)
     if wl.eligible is not None:
         multi = np.count_nonzero(wl.eligible, axis=1) > 1
         misplaced = ~wl.eligible[np.arange(n), wl.pool]
         if (multi | misplaced).any():
-            node_floor, pool, placements = _placed(state, p, desired, config)
+            pool, placements = _placed(state, p, desired, config)
             moved = pool != wl.pool
     if config.fill_idle_gpus:
-        desired = fill_billed_gpus(state, desired, node_floor, pool)
+        desired = fill_billed_gpus(state, desired, node_floor)
 
     # Reasons: without a usable forecast, reactive's own and why; with one, which of forecast and
     # safety net won, and every rule that changed the number.
@@ -202,8 +208,6 @@ def decide(
         fallbacks[wl.names[i]] = (f"live forecast error {ratio[i]:.1f}x its backtest baseline; gate at {config.quality_gate_ratio:.1f}x, "
                                   f"reopens below {config.quality_recover_ratio:.1f}x" if np.isfinite(ratio[i]) else
                                   "no live error measured since it closed")
-    pod = np.ceil(wl.startup_seconds / state.step_seconds - 1e-9)
-    node = np.ceil(state.node_pools.provisioning_seconds / state.step_seconds - 1e-9)[wl.pool if pool is None else pool]
     fb = fallback.detail
     batch = DecisionBatch(
         policy=NAME,
@@ -215,13 +219,14 @@ def decide(
         detail={**fb, "floor": floor_need, "forecast": np.maximum(p.wanted, 0),
                 "stabilized": np.where(use, held_at, fb["stabilized"]),
                 "window": np.where(use, window, config.reactive.scale_down_stabilization_seconds),
-                "cold_start": (pod + node) * state.step_seconds,
+                "cold_start": p.cold, "per_replica": wl.capacity_rps * config.target_utilization,
                 "forecast_peak": p.peaks, "lead": p.leads, "sized": sized_final, "warm": desired - sized_final,
                 "keep": keep, "keep_chance": np.where(miss > 0, idle / np.where(miss > 0, miss, 1.0), 1.0),
                 "miss_cost": miss, "idle_cost": idle, "quantile": q, "error_ratio": ratio,
                 "trend_per_min": (np.full(n, np.nan) if wl.demand_trend is None else wl.demand_trend * 60.0),
-                "rate_limit": np.where(sized > high, high, low)},
-        params={**fallback.params, "floor_target": config.floor_utilization, "node_leads": node_leads(state),
+                "rate_limit": np.where(use, np.where(sized > high, high, low), fb["rate_limit"])},
+        params={**fallback.params, "floor_target": config.floor_utilization, "plan_target": config.target_utilization,
+                "node_leads": node_leads(state),
                 "gate": config.quality_gate_ratio},
         fallbacks=fallbacks,
         forecasts=forecasts if forecasts is not None else {},
@@ -231,18 +236,14 @@ def decide(
     return batch, log.with_gate(gated)
 
 
-def _placed(state: ClusterState, p, desired: np.ndarray, config: PredictiveConfig):
-    """(node floors, pool per workload, sentences for the moved) for workloads with several eligible pools.
-
-    Each workload is placed for the most replicas it will have bound over the node lead time
-    (or now, if more); the node floors are then packed pool by pool for that placement.
-    """
+def _placed(state: ClusterState, p, desired: np.ndarray, config: PredictiveConfig) -> tuple[np.ndarray, dict[str, str]]:
+    """(recommended pool per workload, sentences for those it would move), for workloads with
+    several eligible pools, each placed for the most replicas it will have bound over the node
+    lead time (or now, if more)."""
     wl, pools = state.workloads, state.node_pools
     bound = p.bound if p.bound is not None else desired[:, None]
-    bound = np.where(p.replicas[:, None] >= 0, bound, desired[:, None])
-    peak = np.maximum(bound.max(axis=1, initial=0), desired)
+    peak = np.maximum(bound.max(axis=1, initial=0), desired).astype(np.int64)
     placement = place(peak, wl.gpus_per_replica, wl.eligible, wl.pool, pools.gpus_per_node, pools.max_nodes,
                       pools.price_per_gpu_hour, sticky=config.pool_stickiness)
-    node_floor = node_floor_for(bound, placement.pool, p.node_steps, state)
     sentences = {wl.names[i]: placement.explain(i, pools.names, pools.price_per_gpu_hour) for i in np.flatnonzero(placement.moved)}
-    return node_floor, placement.pool, sentences
+    return placement.pool, sentences

@@ -39,7 +39,7 @@ class ReasonCode(enum.IntFlag):
     KEPT_WARM = enum.auto()  # scale-down held: likely needed again within its cold start (GPU economics)
     QUALITY_GATE = enum.auto()  # live forecast error too high: reactive alone decides until it recovers
     TREND = enum.auto()  # observed demand rising: its linear projection over the lead time asked for more than the forecast
-    POOL_CHOSEN = enum.auto()  # a cheaper eligible node pool with room was chosen for the workload
+    POOL_CHOSEN = enum.auto()  # another eligible node pool (cheaper, with room) is recommended for the workload
 
 
 # One sentence per code, formatted with the per-workload figures in DecisionBatch.detail.
@@ -51,14 +51,14 @@ _TEMPLATES: dict[ReasonCode, str] = {
     ReasonCode.CLAMPED_MAX: "capped at max replicas {max:.0f}",
     ReasonCode.CLAMPED_MIN: "raised to min replicas {min:.0f}",
     ReasonCode.STALE_METRICS: "the demand metric is missing, so the count holds at {current:.0f} (never scale down on missing data)",
-    ReasonCode.FORECAST_UP: "forecast ({model}) q{quantile:.3f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s (replica startup), which needs {forecast:.0f} at {capacity:.2f} rps/replica (the load observed now needs {floor:.0f})",
+    ReasonCode.FORECAST_UP: "forecast ({model}) q{quantile:.3f} peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s (replica startup), which needs {forecast:.0f} at {per_replica:.2f} rps/replica ({plan_target:.0%} of {capacity:.2f}; the load observed now needs {floor:.0f})",
     ReasonCode.REACTIVE_FLOOR: "observed {demand:.1f} rps needs {floor:.0f} at {floor_target:.0%} of {capacity:.2f} rps/replica, at least the forecast's {forecast:.0f}, so the reactive floor won",
     ReasonCode.FALLBACK_FORECAST: "no usable forecast ({fallback}), so reactive alone decided",
     ReasonCode.ORACLE: "known demand peaks at {forecast_peak:.1f} rps within the next {lead:.0f} s, which needs exactly {forecast:.0f}",
     ReasonCode.NODES_AHEAD: "nodes requested ahead for the forecast over the next {lead:.0f} s",
     ReasonCode.WARM_FILL: "{warm:.0f} more kept warm on idle GPUs of nodes already billed (sized {sized:.0f})",
     ReasonCode.KEPT_WARM: "scale-down held at {keep:.0f}: the forecast gives them at least a {keep_chance:.1%} chance of being needed again within their {cold_start:.0f} s cold start, and that chance times ${miss_cost:.0f}/h of SLO misses outweighs ${idle_cost:.2f}/h of idle GPUs",
-    ReasonCode.POOL_CHOSEN: "{placement}",
+    ReasonCode.POOL_CHOSEN: "recommended pool: {placement} (node floors stay where the replicas run until the workload is moved)",
     ReasonCode.TREND: "observed demand is rising {trend_per_min:.1f} rps a minute, and its projection over the lead time asks for more than the forecast",
     ReasonCode.QUALITY_GATE: "the forecast quality gate is closed ({fallback}), so reactive alone decides until it recovers",
 }
@@ -93,7 +93,7 @@ class ScalingDecision:
     decided_at: float
     policy: str = ""
     forecast_ref: str | None = None
-    node_pool: str | None = None  # where the replicas should run (kind "replicas")
+    node_pool: str | None = None  # where the replicas should run (kind "replicas"; a recommendation where it differs from where they run)
 
     @property
     def is_change(self) -> bool:

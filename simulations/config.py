@@ -605,6 +605,15 @@ class PredictiveConfig(_Section):
         ),
     )
 
+    @field_validator("quality_recover_ratio")
+    @classmethod
+    def _recover_not_above_gate(cls, recover: float, info: ValidationInfo) -> float:
+        gate = info.data.get("quality_gate_ratio")
+        if gate is not None and recover > gate:
+            raise ValueError(f"must be <= quality_gate_ratio ({gate}): a gate that reopens above the ratio "
+                             "that closed it would flap open and shut")
+        return recover
+
     @field_validator("forecaster")
     @classmethod
     def _known_forecaster(cls, name: str) -> str:

@@ -30,21 +30,22 @@ from forecasters.series import Forecast
 from policies import POLICIES
 from policies.capacity import CapacityLearner
 from policies.forecasts import ForecastBatch
-from policies.leadtime import lead_steps, plan_from_forecasts, replicas_needed
+from policies.leadtime import lead_steps, lookahead, plan_from_forecasts, replicas_needed
 from policies.leadtimes import LeadTimeLearner
 from policies.oracle import OracleConfig
 from policies.packing import nodes_for
 from policies.placement import place
 from policies.predictive import PredictiveConfig
 from policies.reactive import ReactiveConfig
-from policies.types import ClusterState, DecisionLog, PoolTable, ScalingDecision, WorkloadTable
+from policies.types import ClusterState, DecisionLog, PoolTable, ReasonCode, ScalingDecision, WorkloadTable
 from simulations.cluster import LatencyModel, SimulatedCluster
 from simulations.config import SimConfig, WorkloadConfig
 from simulations.errors import InputError
-from simulations.forecast_tape import ForecastTape, record, step_forecasts, stream_for
+from simulations.forecast_tape import ForecastTape, fingerprint, record, step_forecasts, stream_for
 from simulations.traces import Trace, fill_gaps
 
 ProgressFn = Callable[[int], None]
+_REACTIVE_DECIDED = int(ReasonCode.FALLBACK_FORECAST | ReasonCode.QUALITY_GATE)
 _PROGRESS_EVERY = 256
 
 
@@ -66,7 +67,7 @@ class PolicyRun:
     backlog_end: np.ndarray  # [N] requests still queued at the end
     replica_actions: np.ndarray  # [N] steps whose desired count changed
     node_actions: np.ndarray  # [P] nodes added or removed
-    forecast_fallback_steps: np.ndarray  # [N] steps decided without the policy's own forecast model
+    forecast_fallback_steps: np.ndarray  # [N] steps decided by the reactive fallback (no forecast, gate closed) or on a fallen-back model
     decisions: tuple[ScalingDecision, ...] = ()  # every change, with reasons (when recorded)
     # What the policy had learned by the end (predictive only): capacity per replica [N], and
     # lead times it used [N] replica startup and [P] node provisioning, in seconds.
@@ -233,25 +234,36 @@ def place_initially(tb: Tables, demand: np.ndarray, step: float) -> Tables:
     return replace(tb, believed=replace(wl, pool=chosen), cluster=replace(tb.cluster, pool=chosen))
 
 
+def longest_lead(wl: WorkloadTable, pools: PoolTable, step: float) -> int:
+    """Steps of the longest node + replica lead of any workload, over every pool it may use."""
+    pod, _, node_w = lookahead(ClusterState(0.0, step, wl, pools))
+    return int((pod + node_w).max(initial=0))
+
+
 def horizon_steps(tb: Tables, step: float) -> int:
     """Forecast steps a policy needs: the longest node + replica lead, configured or actual, plus one."""
-    def longest(wl: WorkloadTable, pools: PoolTable) -> int:
-        pod = np.array([lead_steps(s, step) for s in wl.startup_seconds])
-        node = np.array([lead_steps(s, step) for s in pools.provisioning_seconds])
-        return int((pod + node[wl.pool]).max(initial=0))
-    return max(longest(tb.believed, tb.pools), longest(tb.cluster, tb.pools_true)) + 1
+    return max(longest_lead(tb.believed, tb.pools, step), longest_lead(tb.cluster, tb.pools_true, step)) + 1
 
 
 def initial_state(wl: WorkloadTable, pools: PoolTable, demand: np.ndarray, start: float, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Every policy starts from the same cluster: what the oracle would have running at step 0."""
-    pod = np.array([lead_steps(s, step) for s in wl.startup_seconds])
-    node = np.array([lead_steps(s, step) for s in pools.provisioning_seconds])
-    horizon = int((pod + node[wl.pool]).max(initial=0)) + 1
+    horizon = longest_lead(wl, pools, step) + 1
     state = ClusterState(start, step, wl, pools)
     exact = {name: Forecast.exact(name, start - step, step, demand[:horizon, i]) for i, name in enumerate(wl.names)}
     plan = plan_from_forecasts(start, state, exact, 1.0, 1.0)
     nodes = np.maximum(nodes_for(state, plan.replicas), np.maximum(plan.node_floor, pools.min_nodes))
     return plan.replicas, np.minimum(nodes, pools.max_nodes)
+
+
+def tape_key(trace: Trace, config: SimConfig) -> str:
+    """A cache key for :func:`record_tape`'s result: the data and every setting that shapes it
+    (forecaster, refits, history, quantile, and the horizon the lead times and pools need)."""
+    trace, _, _ = prepare(trace, config)
+    pc = config.policies.predictive
+    horizon = horizon_steps(tables(config, trace.workloads), trace.step_seconds)
+    return fingerprint(np.asarray(trace.values), trace.start, trace.step_seconds, forecaster=pc.forecaster,
+                       refit=pc.refit_every_seconds, history=pc.history_days, quantile=pc.quantile,
+                       horizon=horizon, names=trace.workloads)
 
 
 def record_tape(trace: Trace, config: SimConfig, progress: ProgressFn | None = None) -> ForecastTape:
@@ -330,6 +342,9 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, tb: Tables, config: 
         elif tape.values.shape[0] != n_steps or tape.names != tuple(tb.believed.names):
             raise InputError("forecast tape", f"recorded for {tape.values.shape[0]} steps of {list(tape.names)}, "
                              f"not {n_steps} steps of {list(tb.believed.names)}")
+        elif tape.values.shape[3] < horizon:
+            raise InputError("forecast tape", f"recorded with a {tape.values.shape[3]}-step horizon; these lead times "
+                             f"and pools need {horizon} steps: record it again with this config")
 
     p95 = np.empty((n_steps, n), dtype=np.float32)
     slo_ok = np.empty((n_steps, n), dtype=bool)
@@ -360,7 +375,7 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, tb: Tables, config: 
             state = replace(truth, workloads=replace(truth.workloads, capacity_rps=tb.believed.capacity_rps,
                                                      startup_seconds=tb.believed.startup_seconds,
                                                      slo_miss_cost_per_hour=tb.believed.slo_miss_cost_per_hour,
-                                                     quantile=tb.believed.quantile),
+                                                     quantile=tb.believed.quantile, eligible=tb.believed.eligible),
                             node_pools=replace(truth.node_pools, provisioning_seconds=pools.provisioning_seconds))
             forecasts = None
         if learners is not None:
@@ -371,8 +386,9 @@ def run_policy(name: str, trace: Trace, demand: np.ndarray, tb: Tables, config: 
             else:
                 forecasts, ratio = _live_forecasts(stream, tb.believed.names, observed, t, start, step, history_steps, horizon)
             state = replace(state, workloads=replace(state.workloads, forecast_error_ratio=ratio, demand_trend=trends[t]))
-            fallback_steps += ~forecasts.present | np.array([f is not None for f in forecasts.fell_back])
         batch, log = decide(now, state, forecasts, log, cfg)
+        if learners is not None:  # reactive decided (no forecast, or the quality gate), or the model fell back
+            fallback_steps += ((batch.reasons & _REACTIVE_DECIDED) != 0) | np.array([f is not None for f in forecasts.fell_back])
         if record_decisions:
             decisions.extend(batch.decisions(state, only_changes=True))
         out = cluster.step(batch.replicas, batch.node_floor, demand[t])

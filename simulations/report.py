@@ -24,7 +24,8 @@ JSON document (``schema_version`` 1); every figure is a number, ``null`` when it
     ``gpu_hours`` and ``cost_usd`` of the GPUs its replicas held (starting or ready),
     ``cost_vs_oracle``, ``scaling_actions`` (steps whose replica count changed), ``scored_minutes``,
     ``gap_minutes`` (not scored), ``forecast_fallback_minutes`` (minutes decided without the
-    policy's forecast model), ``peak_replicas``.
+    policy's forecast model: by the reactive fallback, for want of a forecast or behind a closed
+    quality gate, or on a forecaster that fell back to a simpler model), ``peak_replicas``.
 """
 
 from __future__ import annotations

@@ -419,6 +419,11 @@ def test_workloads_may_be_empty() -> None:
             ["policies.oracle.lookahead_seconds: unknown field"],
             id="oracle-takes-no-keys",
         ),
+        pytest.param(
+            "policies: {predictive: {quality_gate_ratio: 3, quality_recover_ratio: 4}}",
+            ["policies.predictive.quality_recover_ratio: must be <= quality_gate_ratio (3.0)", "would flap"],
+            id="gate-reopens-above-where-it-closes",
+        ),
     ],
 )
 def test_invalid_config_is_reported(tmp_path: Path, text: str, expected: list[str]) -> None:

@@ -115,3 +115,29 @@ def test_observed_trend_uses_only_the_past(values) -> None:
     full = observed_trend(y, STEP)
     for t in (11, len(values) - 1):
         assert np.array_equal(observed_trend(y[:t + 1], STEP)[t], full[t], equal_nan=True)
+
+
+def test_a_coarser_forecast_is_read_by_time_at_the_decision_step() -> None:
+    # A 5-minute forecast issued 1 minute ago: each of its values covers five 1-minute decisions.
+    five = Forecast("a", NOW - STEP, 300.0, {0.5: np.array([1.0, 2.0, 3.0])}, "test")
+    batch = ForecastBatch.gather(("a",), {"a": five}, STEP)
+    assert batch.step == 300.0
+    assert batch.paths(NOW, np.array([0.5]), 11, STEP)[0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3]
+    # Read at its own step it moves one value a step.
+    assert batch.paths(NOW - STEP + 300.0, np.array([0.5]), 3)[0].tolist() == [1, 2, 3]
+
+
+def test_an_expired_forecast_is_missing_not_stretched() -> None:
+    old = _forecast("a", [1, 2], [1, 2], [1, 2], issued=NOW - 5 * STEP)  # covered NOW-4 and NOW-3 steps
+    fresh = _forecast("b", [1, 2], [1, 2], [1, 2])
+    batch = ForecastBatch.gather(("a", "b"), {"a": old, "b": fresh}, STEP)
+    assert batch.present.tolist() == [True, True]
+    assert batch.fresh(NOW).tolist() == [False, True]
+    assert batch.fresh(NOW - 3 * STEP).tolist() == [True, True]
+
+
+def test_forecasts_on_different_steps_are_refused() -> None:
+    a = _forecast("a", [1], [1], [1])
+    b = Forecast("b", NOW - STEP, 300.0, {0.5: np.array([1.0])}, "test")
+    with pytest.raises(ValueError, match=r"share a step, got \[60.0, 300.0\] s"):
+        ForecastBatch.gather(("a", "b"), {"a": a, "b": b}, STEP)

@@ -29,6 +29,7 @@ from forecasters.series import Forecast
 from policies import predictive, reactive
 from policies.forecasts import ForecastBatch
 from policies.leadtime import lead_steps
+from policies.packing import nodes_for
 from policies.predictive import PredictiveConfig
 from policies.reactive import ReactiveConfig
 from policies.types import ClusterState, DecisionBatch, DecisionLog, ReasonCode, ScalingDecision
@@ -231,10 +232,11 @@ def _check(case: Case) -> None:
     wl = state.workloads
     assert wl.min_replicas[0] <= batch.replicas[0] <= wl.max_replicas[0]
     if ReasonCode.FALLBACK_FORECAST in got or ReasonCode.QUALITY_GATE in got:
-        # Exactly the reactive answer, and no node floor from a forecast nobody trusts.
+        # Exactly the reactive answer, and the node floor is only what that answer's replicas
+        # take (nothing from a forecast nobody trusts).
         r, _ = reactive.decide(NOW, state, None, empty_log(state), case.config.reactive)
         assert batch.replicas.tolist() == r.replicas.tolist()
-        assert batch.node_floor.tolist() == [0]
+        assert batch.node_floor.tolist() == nodes_for(state, r.replicas).tolist()
         assert name in batch.fallbacks
         assert int(log.forecast_recs[-1, 0]) == -1  # the policy's own memory records no answer
 
@@ -247,9 +249,27 @@ def test_explain_quotes_the_forecast_and_names_it() -> None:
     text = d.explain()
     assert text.startswith("chat: scale up replicas 2 -> 5 (predictive): ")
     assert f"forecast ({forecast.model}) q0.952 peaks at 20.0 rps within the next 180 s" in text
-    assert "needs 5 at 4.00 rps/replica (the load observed now needs 2)" in text
+    assert "needs 5 at 4.00 rps/replica (100% of 4.00; the load observed now needs 2)" in text
     assert d.forecast_ref == f"{forecast.model}@{forecast.issued_at:.0f}"
     assert ScalingDecision.from_json(d.to_json()) == d
+
+
+def test_forecast_up_quotes_the_planned_load_per_replica_not_the_slo_capacity() -> None:
+    # At an 80 % planning target a replica is sized for 3.2 rps: 20 rps needs 7, not 5.
+    state = make_state(1, names=("chat",), replicas=4, capacity_rps=4.0, demand_rps=5.0, startup_seconds=180.0)
+    batch, _ = decide(state, {"chat": exact("chat", [5, 5, 5, 20.0] + [5] * 6)}, replace(SIZING, target_utilization=0.8))
+    assert int(batch.replicas[0]) == 7
+    assert "needs 7 at 3.20 rps/replica (80% of 4.00; the load observed now needs 2)" in explain(batch, state)
+
+
+def test_a_fallback_decision_quotes_reactive_s_own_step_limit() -> None:
+    # No forecast: reactive decides, and a rate-limited answer quotes reactive's limit.
+    state = make_state(1, names=("chat",), replicas=2, capacity_rps=1.0, demand_rps=40.0)
+    batch, _ = decide(state, None)
+    r, _ = reactive.decide(NOW, state, None, empty_log(state), ReactiveConfig())
+    assert ReasonCode.RATE_LIMITED in codes(batch) and ReasonCode.FALLBACK_FORECAST in codes(batch)
+    assert float(batch.detail["rate_limit"][0]) == float(r.detail["rate_limit"][0]) == int(batch.replicas[0])
+    assert f"step limited to {int(batch.replicas[0])} this time" in explain(batch, state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -889,22 +909,25 @@ class PoolCase:
 
 POOL_CASES = [
     PoolCase("cheapest eligible pool wins", 1, [[True, True]], {0: [5.0] * 12},
-             want_pool=[1], want_node_floor=[0, 1], want_moved=[True],
-             want_text={0: "placed on pool-1 at $2.00/GPU-h, the cheapest eligible pool with room (pool-0 $4.00), moved from pool-0"}),
+             want_pool=[1], want_node_floor=[1, 0], want_moved=[True],
+             want_text={0: "recommended pool: placed on pool-1 at $2.00/GPU-h, the cheapest eligible pool with room (pool-0 $4.00), "
+                           "moved from pool-0 (node floors stay where the replicas run"}),
     PoolCase("a pool cheaper only within the stickiness keeps the workload where it is", 1, [[True, True]], {0: [5.0] * 12},
              prices=(4.0, 3.9), want_pool=[0], want_node_floor=[1, 0], want_moved=[False]),
     PoolCase(
         # pool-1 (cheap) holds one 8-GPU node: the larger workload (6) claims it first, the other spills.
         "a full pool spills to the next", 2, [[True, True], [True, True]], {0: [6.0] * 12, 1: [4.0] * 12},
-        max_nodes=(64, 1), current_pool=1, want_pool=[1, 0], want_node_floor=[1, 1], want_moved=[False, True],
+        # Both run on pool-1 until moved, so its floor (capped at max_nodes) is what they need.
+        max_nodes=(64, 1), current_pool=1, want_pool=[1, 0], want_node_floor=[0, 1], want_moved=[False, True],
         want_text={1: "placed on pool-0 at $4.00/GPU-h, the cheapest eligible pool with room (pool-1 $2.00 full), moved from pool-1"},
     ),
     PoolCase("a cheaper pool that is not eligible is never chosen", 1, [[True, False, True]], {0: [5.0] * 12},
-             prices=(4.0, 1.0, 2.0), max_nodes=(64, 64, 64), want_pool=[2], want_node_floor=[0, 0, 1], want_moved=[True]),
+             prices=(4.0, 1.0, 2.0), max_nodes=(64, 64, 64), want_pool=[2], want_node_floor=[1, 0, 0], want_moved=[True]),
     PoolCase(
-        # 1 rps now, 16 rps at step L_node + L_pod = 9: no replica yet, 2 nodes of the chosen pool.
-        "node floor lands in the chosen pool, ahead of the peak", 1, [[True, True]], {0: spike(1.0, 9, 16.0)},
-        want_pool=[1], want_node_floor=[0, 2], want_moved=[True], want_replicas=[1],
+        # 1 rps now, 16 rps at step L_node + L_pod = 9: no replica yet, 2 nodes ahead of the peak,
+        # on the pool the replicas run on: the move is only recommended.
+        "node floors stay on the current pool while a move is recommended", 1, [[True, True]], {0: spike(1.0, 9, 16.0)},
+        want_pool=[1], want_node_floor=[2, 0], want_moved=[True], want_replicas=[1],
     ),
     PoolCase(
         # Placed for its planned peak (16 replicas, 2 nodes), which the one-node cheap pool cannot hold.
@@ -939,33 +962,41 @@ def test_pool_scenario(case: PoolCase) -> None:
     assert nodes == {f"pool-{p}": f for p, f in enumerate(case.want_node_floor) if f > 0}
 
 
-def test_node_floor_of_a_chosen_pool_looks_ahead_by_that_pools_provisioning_time() -> None:
-    # Current pool-0 provisions at once; pool-1 (cheaper, chosen) takes 360 s. A peak at step
-    # 6 + 3 = 9 must already be in pool-1's node floor.
-    state = make_state(1, pools=2, pool=0, replicas=1, capacity_rps=1.0, demand_rps=1.0, pool_gpus_per_node=4,
-                       pool_provisioning_seconds=[0.0, 360.0], pool_price_per_gpu_hour=[4.0, 2.0])
+def test_a_workload_that_may_run_on_a_slower_pool_is_planned_over_that_pools_lead_time() -> None:
+    # pool-0 (current) provisions at once; pool-1 (cheaper, recommended) takes 360 s. The keep
+    # window and the quoted cold start cover the slower pool: 360 s + the 180 s startup.
+    state = make_state(1, pools=2, pool=0, replicas=16, capacity_rps=1.0, demand_rps=1.0, pool_gpus_per_node=4,
+                       startup_seconds=180.0, pool_provisioning_seconds=[0.0, 360.0], pool_price_per_gpu_hour=[4.0, 2.0])
     state = with_columns(state, eligible=np.array([[True, True]]))
-    batch, _ = decide(state, {"svc-0": exact("svc-0", spike(1.0, 9, 16.0))})
+    batch, _ = decide(state, {"svc-0": exact("svc-0", spike(1.0, 9, 16.0))}, replace(SIZING, max_scale_down_per_minute=1.0))
     assert batch.pool.tolist() == [1]
-    assert batch.node_floor.tolist() == [0, 4]
+    assert float(batch.detail["cold_start"][0]) == 540.0
+    assert int(batch.replicas[0]) == 16 and ReasonCode.KEPT_WARM in codes(batch)  # the step-9 peak is within 540 s
+    assert "within their 540 s cold start" in explain(batch, state)
+    # Alone on pool-0, the same workload lets go: its peak is past pool-0's 180 s cold start.
+    alone, _ = decide(replace(state, workloads=replace(state.workloads, eligible=None)), {"svc-0": exact("svc-0", spike(1.0, 9, 16.0))},
+                      replace(SIZING, max_scale_down_per_minute=1.0))
+    assert int(alone.replicas[0]) < 16 and float(alone.detail["cold_start"][0]) == 180.0
 
 
-def test_a_workload_whose_only_eligible_pool_is_another_goes_there() -> None:
+def test_a_workload_whose_only_eligible_pool_is_another_is_recommended_there() -> None:
     state = make_state(1, pools=2, pool=0, replicas=2, capacity_rps=1.0, demand_rps=1.0)
     state = with_columns(state, eligible=np.array([[False, True]]))
     batch, _ = decide(state, {"svc-0": exact("svc-0", [4.0] * 12)})
     assert batch.pool is not None and batch.pool.tolist() == [1]
-    assert batch.node_floor.tolist() == [0, 1]
+    assert ReasonCode.POOL_CHOSEN in codes(batch)
+    assert batch.node_floor.tolist() == [1, 0]  # its replicas still run on pool-0
 
 
-def test_warm_fill_after_a_pool_move_needs_no_node_beyond_the_plan() -> None:
-    # Moved from pool-0 (8-GPU nodes) to pool-1 (2-GPU nodes): 3 replicas, node floor 2 in pool-1.
+def test_warm_fill_stays_on_the_pool_the_replicas_run_on_while_a_move_is_recommended() -> None:
+    # Recommended to move from pool-0 (8-GPU nodes) to pool-1 (2-GPU nodes): the warm replicas
+    # fill pool-0's one node, not nodes of pool-1 that nobody runs on.
     state = make_state(1, pools=2, pool=0, replicas=3, capacity_rps=1.0, demand_rps=3.0, startup_seconds=0.0,
                        pool_provisioning_seconds=0.0, pool_price_per_gpu_hour=[4.0, 2.0], pool_gpus_per_node=[8, 2])
     state = with_columns(state, eligible=np.array([[True, True]]))
     batch, _ = decide(state, {"svc-0": exact("svc-0", [3.0] * 12)}, FILLING)
-    assert batch.pool.tolist() == [1] and batch.node_floor.tolist() == [0, 2]
-    assert int(batch.replicas[0]) <= 4  # 2 nodes of 2 GPUs
+    assert batch.pool.tolist() == [1] and batch.node_floor.tolist() == [1, 0]
+    assert int(batch.replicas[0]) == 8 and ReasonCode.WARM_FILL in codes(batch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1044,11 +1075,16 @@ def test_decide_accepts_a_mapping_or_a_forecast_batch_and_gives_the_same_answer(
     _same_batches(by_map, by_other, forecasts_too=False)
     _same_decisions(by_map, by_other, state)
     # Not a trivial answer: chat's 9 rps peak is step-limited to 6; embed (2 GPUs: idle $5/h, keep
-    # q0.9) lets 3 of 6 go; rerank (missing demand, no forecast) holds.
-    assert by_map.replicas.tolist() == [6, 3, 4]
-    assert [codes(by_map, i) for i in range(3)] == [ReasonCode.FORECAST_UP | ReasonCode.RATE_LIMITED,
-                                                     ReasonCode.FORECAST_UP,
-                                                     ReasonCode.FALLBACK_FORECAST | ReasonCode.STALE_METRICS]
+    # q0.9) lets 3 of 6 go; rerank (missing demand, no forecast) holds. The node floor covers the
+    # peak at step 3 (9 + 4 x 2 + 4 x 4 = 33 GPUs: 5 nodes), rerank's held replicas included, and
+    # the warm fill shares that floor's idle GPUs.
+    assert np.asarray(by_map.detail["sized"]).tolist() == [6, 3, 4]
+    assert by_map.node_floor.tolist() == [5]
+    assert by_map.replicas.tolist() == [8, 4, 5]
+    warm = ReasonCode.WARM_FILL
+    assert [codes(by_map, i) for i in range(3)] == [ReasonCode.FORECAST_UP | ReasonCode.RATE_LIMITED | warm,
+                                                     ReasonCode.FORECAST_UP | warm,
+                                                     ReasonCode.FALLBACK_FORECAST | ReasonCode.STALE_METRICS | warm]
 
 
 def test_a_forecast_batch_still_names_the_forecast_each_decision_used() -> None:
@@ -1352,3 +1388,39 @@ def test_property_the_decision_log_threads_through_json(situation) -> None:
     direct, _ = predictive.decide(NOW + state.step_seconds, later, forecasts, log1, config)
     replayed, _ = predictive.decide(NOW + state.step_seconds, later, forecasts, DecisionLog.from_json(log1.to_json()), config)
     _same_batches(direct, replayed)
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads without a usable forecast still take GPUs; expired forecasts are not used
+# --------------------------------------------------------------------------------------------
+
+
+def test_node_floor_counts_the_replicas_of_workloads_without_a_usable_forecast() -> None:
+    # chat (forecast) wants 6 GPUs over the node lead; rerank (no forecast) runs 4 x 4 GPUs. The
+    # floor packs both: 22 GPUs, 3 nodes of 8, not the 1 node chat's forecast alone would say.
+    state = make_state(2, names=("chat", "rerank"), replicas=[2, 4], capacity_rps=1.0, demand_rps=[1.0, 3.0],
+                       gpus_per_replica=[1, 4], startup_seconds=0.0)
+    batch, _ = decide(state, {"chat": exact("chat", [1.0, 1.0, 5.4] + [1.0] * 9)}, SIZING)
+    assert ReasonCode.FALLBACK_FORECAST in codes(batch, 1)
+    assert batch.node_floor.tolist() == [3]
+
+
+def test_an_expired_forecast_falls_back_to_reactive_and_says_it_expired() -> None:
+    state = make_state(1, names=("chat",), replicas=2, capacity_rps=1.0, demand_rps=2.0)
+    stale = Forecast.exact("chat", NOW - 20 * STEP, STEP, [50.0] * 12)  # covered up to NOW - 8 steps
+    batch, _ = decide(state, {"chat": stale})
+    assert ReasonCode.FALLBACK_FORECAST in codes(batch)
+    assert int(batch.replicas[0]) < 50
+    assert "its forecast expired at" in explain(batch, state)
+
+
+def test_warm_fill_never_holds_up_a_reactive_scale_down() -> None:
+    # No forecast: reactive takes 30 replicas down to 20. The node floor is for those 20 (3 nodes),
+    # so the warm fill tops up to 24 at most, not back to the 30 the current count would keep.
+    state = make_state(1, names=("chat",), replicas=30, capacity_rps=1.0, demand_rps=18.0)
+    config = replace(FILLING, reactive=ReactiveConfig(target_utilization=0.9, scale_down_stabilization_seconds=0.0))
+    r, _ = reactive.decide(NOW, state, None, empty_log(state), config.reactive)
+    batch, _ = decide(state, None, config)
+    assert int(r.replicas[0]) == 20
+    assert batch.node_floor.tolist() == [3]
+    assert int(batch.replicas[0]) == 24 and ReasonCode.WARM_FILL in codes(batch)

@@ -14,7 +14,7 @@ import pytest
 from policies.types import ReasonCode
 from simulations.config import config_from_mapping
 from simulations.forecast_tape import ForecastTape
-from simulations.replay import prepare, record_tape, simulate
+from simulations.replay import prepare, record_tape, simulate, tape_key
 from simulations.report import score
 from simulations.traces import Trace, synthetic_llm_trace
 
@@ -111,6 +111,62 @@ def test_quality_gate_falls_back_to_reactive_while_live_error_is_high_and_return
     after = [t for t, codes in by_step.items() if t >= 300 and ReasonCode.FORECAST_UP.name in codes]
     assert before and after
     assert all(ReasonCode.QUALITY_GATE.name not in by_step[t] for t in after)
+
+
+def test_steps_behind_a_closed_quality_gate_count_as_forecast_fallback_minutes() -> None:
+    trace = _wave_trace()
+    ratio = np.ones(len(trace.values))
+    ratio[150:300] = 8.0
+    gated = simulate(trace, config(), ["predictive"], tape=_exact_tape(trace, ratio))
+    open_ = simulate(trace, config(), ["predictive"], tape=_exact_tape(trace, np.ones(len(trace.values))))
+    assert int(open_.runs["predictive"].forecast_fallback_steps[0]) == 1  # step 0 has no forecast
+    # 150 gated steps, less the few it takes the ratio to be seen, plus step 0
+    assert 140 <= int(gated.runs["predictive"].forecast_fallback_steps[0]) <= 151
+    assert score(gated).workloads["predictive"]["llm-chat"]["forecast_fallback_minutes"] >= 140
+
+
+def test_a_tape_shorter_than_the_lead_times_need_is_refused_with_a_clear_error() -> None:
+    trace = _wave_trace()
+    # 360 s nodes + 180 s replicas at 60 s steps need 10 forecast steps; this tape has 5.
+    with pytest.raises(Exception, match="forecast tape: recorded with a 5-step horizon; these lead times and pools need 10 steps"):
+        simulate(trace, config(), ["predictive"], tape=_exact_tape(trace, np.ones(len(trace.values)), horizon=5))
+
+
+def test_the_tape_cache_key_changes_with_every_setting_that_shapes_the_recording() -> None:
+    trace = _wave_trace()
+    base = tape_key(trace, config())
+    assert tape_key(trace, config()) == base
+    assert tape_key(trace, config(pool={"provisioning_seconds": 600.0})) != base  # a longer horizon
+    assert tape_key(trace, config({"quantile": 0.9})) != base
+    assert tape_key(trace, config({"forecaster": "ets"})) != base
+    assert tape_key(trace.scaled(2.0), config()) != base
+    assert tape_key(trace, config({"target_utilization": 0.7})) == base  # does not shape forecasts
+
+
+def test_a_workload_with_several_eligible_pools_reaches_the_policy_with_them(monkeypatch) -> None:
+    """The replay hands decide() the eligible pools, so pool recommendations run in simulation."""
+    from policies import POLICIES, predictive
+
+    seen = []
+    real = predictive.decide
+
+    def spy(now, state, forecasts, log, cfg):
+        seen.append(state.workloads.eligible)
+        return real(now, state, forecasts, log, cfg)
+
+    monkeypatch.setattr(POLICIES["predictive"], "decide", spy)
+    trace = _wave_trace(60)
+    cfg = config_from_mapping({
+        "node_pools": [{"name": "dear", "price_per_gpu_hour": 4.0}, {"name": "cheap", "price_per_gpu_hour": 2.0, "max_nodes": 3}],
+        "workloads": [{"name": "llm-chat", "node_pools": ["dear", "cheap"]}],
+    })
+    sim = simulate(trace, cfg, ["predictive"], tape=_exact_tape(trace, np.ones(60)), record_decisions=True)
+    assert seen and all(e is not None and e.tolist() == [[True, True]] for e in seen)
+    # Started on the cheap pool while it had room; when the 3-node cheap pool is outgrown the
+    # policy recommends the dear one, and the node floors stay where the replicas run.
+    moves = [d for d in sim.runs["predictive"].decisions if d.kind == "replicas" and d.node_pool == "dear"]
+    assert moves and all(ReasonCode.POOL_CHOSEN.name in {r.code for r in d.reasons} for d in moves)
+    assert sim.runs["predictive"].nodes[:, 0].max() == 0  # nothing ever ran on the dear pool
 
 
 def test_a_tape_for_other_steps_is_refused_with_a_clear_error() -> None:
