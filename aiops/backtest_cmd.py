@@ -18,6 +18,7 @@ import click
 
 from forecasters import MODELS
 from forecasters.backtest import DEFAULT_ORIGINS
+from aiops.history import history_options
 from simulations.errors import InputError
 
 DEFAULT_MODELS = ("naive", "seasonal-naive", "auto")
@@ -43,6 +44,10 @@ Examples:
   aiops backtest --trace demand.csv --horizon 30m
   aiops backtest --trace demand.csv --horizon 1h --models naive,ets,auto --workload chat
   aiops backtest --trace demand.csv --horizon 10 --origins 48 --json out/bt.json --plot out/bt.png
+  aiops backtest --prometheus http://prometheus:9090 --workload llm-chat --days 14 --horizon 30m
+
+With --prometheus (instead of --trace) the history is each workload's demand query
+(see aiops check-prometheus) over the last --days, at prometheus.step_seconds of --config.
 """
 
 
@@ -116,8 +121,9 @@ def _check_length(trace, path: str, text: str, steps: int, origins: int) -> None
 
 
 @click.command(help=BACKTEST_HELP)
-@click.option("--trace", "trace_path", metavar="FILE", required=True,
+@click.option("--trace", "trace_path", metavar="FILE",
               help="Demand trace CSV: `timestamp,workload,value` or `timestamp,value` (a blank value is a gap).")
+@history_options
 @click.option("--horizon", "horizon", metavar="DURATION", required=True,
               help="How far ahead to forecast: 90s, 10m, 1h, 1d; a bare number is minutes. "
                    "Rounded to the nearest whole number of the trace's steps (at least one).")
@@ -138,7 +144,8 @@ def backtest(**options) -> None:
     _input_errors(_backtest)(**options)
 
 
-def _backtest(trace_path, horizon, resample, models, workload, origins, json_path, plot_path, progress) -> None:
+def _backtest(trace_path, prometheus_url, days, config_path, horizon, resample, models, workload, origins, json_path,
+              plot_path, progress) -> None:
     from rich.console import Console
 
     from aiops.cli import PLOT_FORMATS, _output_path, _write
@@ -154,9 +161,19 @@ def _backtest(trace_path, horizon, resample, models, workload, origins, json_pat
     seconds = parse_duration(horizon)
     json_path = _output_path("--json", json_path)
     plot_path = _output_path("--plot", plot_path, PLOT_FORMATS)
-    trace = load_trace(trace_path, None if resample is None else parse_duration(resample, "--resample"))
-    if workload is not None:
-        trace = trace.select([w.strip() for w in workload.split(",") if w.strip()])
+    wanted = [w.strip() for w in (workload or "").split(",") if w.strip()]
+    if (trace_path is None) == (prometheus_url is None):
+        raise InputError("aiops backtest", "give either --trace FILE or --prometheus URL (with --days)")
+    if prometheus_url is None:
+        trace = load_trace(trace_path, None if resample is None else parse_duration(resample, "--resample"))
+        if wanted:
+            trace = trace.select(wanted)
+    else:
+        from aiops.history import load_history
+
+        trace = load_history(prometheus_url, config_path, wanted, days,
+                             errors.is_terminal if progress is None else progress, errors)
+        trace_path = trace.source
     step = trace.step_seconds
     steps = steps_for(seconds, step)
     exact = "" if math.isclose(steps * step, seconds) else \

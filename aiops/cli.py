@@ -92,8 +92,9 @@ def main() -> None:
     """Predictive GPU autoscaler and AIOps agent for Kubernetes.
 
     Start with `aiops simulate`: it needs no cluster. `aiops backtest` compares demand
-    forecasters on a trace; `aiops train` trains one and registers it; `aiops models` lists,
-    promotes and rolls back registered versions.
+    forecasters on a trace or on Prometheus history; `aiops train` trains one and registers it;
+    `aiops models` lists, promotes and rolls back registered versions. On a cluster,
+    `aiops check-prometheus` runs every metric query and shows what it finds.
     """
 
 
@@ -277,9 +278,11 @@ def _run_with_progress(run, trace, config, names, show: bool, console, record: b
 
 def _register_commands() -> None:
     from aiops.backtest_cmd import backtest
+    from aiops.gpu_exporter import gpu_exporter
     from aiops.models_cmd import models, train
+    from aiops.prometheus_cmd import check_prometheus
 
-    for command in (backtest, train, models):
+    for command in (backtest, train, models, check_prometheus, gpu_exporter):
         main.add_command(command)
 
 

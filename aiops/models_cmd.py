@@ -36,6 +36,7 @@ import click
 from aiops.backtest_cmd import parse_duration
 from forecasters import MODELS
 from forecasters.registry import DEFAULT_ROOT, ENV_ROOT
+from aiops.history import history_options
 from simulations.errors import InputError
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ beats the current version re-scored on the same holdout; the reason is printed e
 Examples:
   aiops train --trace demand.csv --model seasonal-naive
   aiops train --trace demand.csv --model torch-mlp --device cuda --horizon 1h --name llm-chat
+  aiops train --prometheus http://prometheus:9090 --config cluster.yaml --days 14 --model auto
+
+With --prometheus (instead of --trace) the history is each workload's demand query
+(see aiops check-prometheus) over the last --days, pulled with a progress bar.
 """
 
 
@@ -180,8 +185,9 @@ def score(model: "Forecaster", evaluation: Evaluation, progress: Callable[[int, 
 
 # -- aiops train ------------------------------------------------------------------------------------
 @click.command(help=TRAIN_HELP)
-@click.option("--trace", "trace_path", required=True, metavar="FILE",
+@click.option("--trace", "trace_path", metavar="FILE",
               help="Demand trace CSV (`timestamp,workload,value`); a blank value is a gap.")
+@history_options
 @click.option("--model", "model_name", required=True, metavar="NAME", help=f"Forecaster to train: {', '.join(MODELS)}.")
 @click.option("--workload", "workloads", multiple=True, metavar="W",
               help="Train on this workload only (repeatable; default: all).")
@@ -199,8 +205,8 @@ def score(model: "Forecaster", evaluation: Evaluation, progress: Callable[[int, 
               help="Promote the new version if it beats the current one on the same holdout.")
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: when stderr is a terminal).")
 @_one_line_errors
-def train(trace_path, model_name, workloads, device, registry_dir, name, horizon, resample, holdout, promote,
-          progress) -> None:
+def train(trace_path, prometheus_url, days, config_path, model_name, workloads, device, registry_dir, name, horizon,
+          resample, holdout, promote, progress) -> None:
     from forecasters.registry import check_name
 
     if model_name not in MODELS:
@@ -210,10 +216,18 @@ def train(trace_path, model_name, workloads, device, registry_dir, name, horizon
     registry = _open_registry(registry_dir, create=True)
     horizon_s = parse_duration(horizon, "--horizon")
     holdout_s = None if holdout is None else parse_duration(holdout, "--holdout")
-    trace = _load(trace_path, workloads, None if resample is None else parse_duration(resample, "--resample"))
-    evaluation = _evaluation(trace, horizon_s, holdout_s)
     out, err = _console(), _console(stderr=True)
     show = err.is_terminal if progress is None else progress
+    if (trace_path is None) == (prometheus_url is None):
+        raise InputError("aiops train", "give either --trace FILE or --prometheus URL (with --days)")
+    if prometheus_url is None:
+        trace = _load(trace_path, workloads, None if resample is None else parse_duration(resample, "--resample"))
+    else:
+        from aiops.history import load_history
+
+        trace = load_history(prometheus_url, config_path, workloads, days, show, err)
+        trace_path = trace.source
+    evaluation = _evaluation(trace, horizon_s, holdout_s)
 
     model, device_text = _build(model_name, device)
     _say(err, f"device: {device_text}")

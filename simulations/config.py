@@ -1,4 +1,8 @@
-"""Validated configuration for ``aiops simulate --config FILE.yaml``.
+"""Validated configuration for ``aiops simulate --config FILE.yaml`` and the agent's commands.
+
+One file describes the cluster for both: ``aiops simulate`` reads the pools, workloads and
+policies; ``aiops check-prometheus``, ``backtest --prometheus`` and ``train --prometheus`` also
+read ``prometheus`` and each workload's ``metrics``.
 
 The file is YAML. Every section is optional; a missing section (or key) takes the default
 documented on its field, so an empty file -- or one holding only comments or ``null`` -- is the
@@ -59,12 +63,14 @@ __all__ = [
     "POLICY_NAMES",
     "PolicyName",
     "PredictiveConfig",
+    "PrometheusConfig",
     "ReactiveConfig",
     "SLOConfig",
     "SimConfig",
     "SimulationSettings",
     "WorkloadConfig",
     "WorkloadDefaults",
+    "WorkloadMetricsConfig",
     "config_from_mapping",
     "config_json_schema",
     "default_config",
@@ -276,6 +282,165 @@ class SLOConfig(_Section):
     )
 
 
+
+SERVER_KINDS = ("vllm", "triton", "tgi", "generic")
+ServerKind = Literal["vllm", "triton", "tgi", "generic"]
+
+
+class WorkloadMetricsConfig(_Section):
+    """Key ``metrics`` of a workload: where its metrics live in Prometheus (``aiops/queries.py``).
+
+    Queries come from a catalogue per serving stack, templated with these fields; any one can be
+    replaced (``queries: {latency_p95: '...'}``) or turned off (``queries: {kv_cache_usage: null}``).
+    """
+
+    server: ServerKind = Field(
+        default="vllm",
+        description=(
+            "Serving stack the replicas run, which picks the query templates: vllm, triton, tgi, "
+            "or generic (an http_requests_total counter and an http_request_duration_seconds "
+            "histogram)."
+        ),
+    )
+    namespace: str = Field(
+        default="default", pattern=_DNS_LABEL, description="Kubernetes namespace of the workload's pods and Deployment."
+    )
+    deployment: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Deployment (kube-state-metrics' deployment label) that runs it. Null: the workload's name.",
+    )
+    pod_regex: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Regular expression for its pods' names, used to select serving and DCGM GPU series "
+            "by their pod label. Null: '<deployment>-.*'."
+        ),
+    )
+    matchers: str = Field(
+        default="",
+        description=(
+            "Extra PromQL label matchers for the serving metrics, e.g. 'model_name=\"llama-3-8b\"' "
+            "when several models share pods. Empty: none."
+        ),
+    )
+    queries: dict[str, str | None] = Field(
+        default={},
+        description=(
+            "Per metric, a PromQL query that replaces the catalogue's (it may use $namespace, "
+            "$deployment, $pod_regex, $selector, $window), or null to skip that metric."
+        ),
+    )
+
+
+class PrometheusConfig(_Section):
+    """Key ``prometheus``: the server the agent reads (Prometheus, Thanos Query or Mimir).
+
+    Secrets are never written here: a bearer token or password comes from an environment variable
+    (set from a Kubernetes Secret) or a mounted file.
+    """
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description=(
+            "Base URL of the Prometheus HTTP API, e.g. http://prometheus-operated.monitoring:9090, "
+            "or a Mimir/Thanos prefix such as http://mimir/prometheus. Null: none configured "
+            "(commands that need one take --prometheus)."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Per-request timeout, in seconds; a request that takes longer is retried."
+    )
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description=(
+            "Retries after a connection error, a timeout or HTTP 429/500/502/503/504, with "
+            "exponential backoff; 429's Retry-After is honoured."
+        ),
+    )
+    backoff_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="First retry delay; it doubles with each retry."
+    )
+    bearer_token_env: str | None = Field(
+        default=None, min_length=1, description="Environment variable holding a bearer token (from a Secret)."
+    )
+    bearer_token_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "File holding a bearer token, re-read on every request (a projected service-account "
+            "token rotates), e.g. /var/run/secrets/kubernetes.io/serviceaccount/token."
+        ),
+    )
+    basic_auth_username: str | None = Field(default=None, min_length=1, description="User for HTTP basic auth.")
+    basic_auth_password_env: str | None = Field(
+        default=None, min_length=1, description="Environment variable holding the basic-auth password (from a Secret)."
+    )
+    headers: dict[str, str] = Field(
+        default={},
+        description="Extra request headers, e.g. {X-Scope-OrgID: team-a} for a Mimir tenant. Not for secrets.",
+    )
+    ca_file: str | None = Field(
+        default=None, min_length=1, description="CA bundle (PEM) to verify the server's TLS certificate."
+    )
+    insecure_skip_verify: bool = Field(
+        default=False, description="Skip TLS verification (testing only; never in production)."
+    )
+    step_seconds: float = Field(
+        default=60.0, ge=1, le=3600, description="Resolution of pulled history, in seconds (the forecasters' step)."
+    )
+    rate_window: str = Field(
+        default="2m",
+        pattern=r"^[0-9]+(ms|s|m|h|d)$",
+        description=(
+            "Window of rate() and histogram_quantile() in the catalogue: at least four scrape "
+            "intervals, so one lost scrape leaves no hole."
+        ),
+    )
+    max_points_per_query: int = Field(
+        default=11_000,
+        ge=2,
+        le=11_000,
+        description=(
+            "Points per series in one range query; longer ranges are split. Prometheus refuses "
+            "more than 11,000."
+        ),
+    )
+    workers: int = Field(
+        default=8, ge=1, le=64, description="Range queries run in parallel when pulling history."
+    )
+    compress_responses: bool = Field(
+        default=False,
+        description=(
+            "Ask for gzip-compressed answers. Off by default: on a cluster network the server's "
+            "compression costs more than the transfer it saves (pulling history from a local "
+            "Prometheus is about 3x faster without it); turn it on over slow links."
+        ),
+    )
+    queries: dict[str, str | None] = Field(
+        default={},
+        description="Cluster-wide queries (allocatable_gpus, gpus_in_use, pending_gpu_pods) to replace, or null to skip.",
+    )
+
+    @field_validator("basic_auth_password_env")
+    @classmethod
+    def _password_needs_user(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("basic_auth_username") is None:
+            raise ValueError("needs basic_auth_username")
+        return value
+
+    @field_validator("insecure_skip_verify")
+    @classmethod
+    def _one_token_source(cls, value: bool, info: ValidationInfo) -> bool:
+        if info.data.get("bearer_token_env") and info.data.get("bearer_token_file"):
+            raise ValueError("set bearer_token_env or bearer_token_file, not both")
+        return value
+
+
 class _WorkloadSettings(_Section):
     """The fields a listed workload and ``workload_defaults`` share, with their checks."""
 
@@ -385,6 +550,10 @@ class _WorkloadSettings(_Section):
     latency: LatencyModelConfig = Field(
         default=LatencyModelConfig(),
         description="Latency model of one replica; the default is LatencyModelConfig's defaults.",
+    )
+    metrics: WorkloadMetricsConfig = Field(
+        default=WorkloadMetricsConfig(),
+        description="Where its metrics live in Prometheus; the default is WorkloadMetricsConfig's defaults.",
     )
 
     @field_validator("max_replicas")
@@ -689,6 +858,9 @@ class SimConfig(_Section):
     )
     policies: PoliciesConfig = Field(
         default=PoliciesConfig(), description="Policies to compare and their settings."
+    )
+    prometheus: PrometheusConfig = Field(
+        default=PrometheusConfig(), description="The Prometheus-compatible server the agent reads metrics from."
     )
 
     @field_validator("node_pools")

@@ -182,6 +182,15 @@ workloads:
       exponent: 2.5
       max_throughput_factor: 1.5
       timeout_seconds: 30.0
+    metrics:
+      server: vllm
+      namespace: serving
+      deployment: chat
+      pod_regex: chat-.*
+      matchers: 'model_name="llama-3-8b"'
+      queries:
+        kv_cache_usage: null
+        queue_depth: 'sum(my_queue{namespace="serving"})'
   - name: embeddings
     node_pool: gpu-l4
     node_pools: null
@@ -201,6 +210,13 @@ workloads:
       exponent: 3.0
       max_throughput_factor: 1.1
       timeout_seconds: 10.0
+    metrics:
+      server: triton
+      namespace: default
+      deployment: null
+      pod_regex: null
+      matchers: ''
+      queries: {}
 workload_defaults:
   node_pool: gpu-l4
   node_pools: null
@@ -220,6 +236,13 @@ workload_defaults:
     exponent: 4.0
     max_throughput_factor: 1.2
     timeout_seconds: 45.0
+  metrics:
+    server: generic
+    namespace: default
+    deployment: null
+    pod_regex: null
+    matchers: ''
+    queries: {}
 policies:
   reactive:
     target_utilization: 0.6
@@ -246,6 +269,24 @@ policies:
     fill_idle_gpus: false
   oracle: {}
   enabled: [oracle, reactive]
+prometheus:
+  url: https://mimir.example/prometheus
+  timeout_seconds: 5.0
+  retries: 2
+  backoff_seconds: 0.25
+  bearer_token_env: null
+  bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+  basic_auth_username: null
+  basic_auth_password_env: null
+  headers: {X-Scope-OrgID: team-a}
+  ca_file: /etc/ssl/mimir-ca.pem
+  insecure_skip_verify: false
+  step_seconds: 30.0
+  rate_window: 5m
+  max_points_per_query: 5000
+  workers: 4
+  compress_responses: true
+  queries: {allocatable_gpus: null}
 """
 
 
@@ -423,6 +464,26 @@ def test_workloads_may_be_empty() -> None:
             "policies: {predictive: {quality_gate_ratio: 3, quality_recover_ratio: 4}}",
             ["policies.predictive.quality_recover_ratio: must be <= quality_gate_ratio (3.0)", "would flap"],
             id="gate-reopens-above-where-it-closes",
+        ),
+        pytest.param(
+            "prometheus: {url: 'prometheus:9090'}",
+            ["prometheus.url: String should match pattern"],
+            id="prometheus-url-needs-a-scheme",
+        ),
+        pytest.param(
+            "prometheus: {basic_auth_password_env: PROM_PASSWORD}",
+            ["prometheus.basic_auth_password_env: needs basic_auth_username"],
+            id="password-without-user",
+        ),
+        pytest.param(
+            "prometheus: {max_points_per_query: 20000}",
+            ["prometheus.max_points_per_query: Input should be less than or equal to 11000"],
+            id="over-prometheus-point-limit",
+        ),
+        pytest.param(
+            "workloads: [{name: chat, metrics: {server: sglang}}]",
+            ["workloads[0].metrics.server: Input should be 'vllm', 'triton', 'tgi' or 'generic'"],
+            id="unknown-serving-stack",
         ),
     ],
 )

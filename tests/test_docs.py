@@ -37,3 +37,21 @@ def test_readme_forecasting_example_runs(capsys):
     exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip()
     assert printed and printed in text  # the README quotes what it prints
+
+
+def test_readme_prometheus_config_and_the_example_validate():
+    import re
+
+    import yaml
+
+    from simulations.config import config_from_mapping, load_config
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Metrics from Prometheus"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    config = config_from_mapping(yaml.safe_load(block), "README.md")
+    assert config.prometheus.headers == {"X-Scope-OrgID": "team-a"}
+    assert config.workload_for("llm-chat").metrics.queries == {"kv_cache_usage": None}
+    example = load_config(ROOT / "examples" / "prometheus.yaml")
+    assert example.prometheus.url == "http://127.0.0.1:9090"
+    assert example.workload_for("llm-chat").metrics.namespace == "serving"

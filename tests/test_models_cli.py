@@ -143,7 +143,8 @@ def test_list_on_an_empty_registry_says_so(tmp_path):
     (["--trace", "{noisy}", "--model", "naive", "--name", "../up"], "name '../up': must be"),
     (["--trace", "{noisy}", "--model", "naive", "--registry", "{file}"], "--registry: '"),
     (["--trace", "{noisy}", "--model", "torch-mlp", "--device", "tpu"], "--device: device must be auto, cpu, cuda"),
-    (["--model", "naive"], "Missing option '--trace'"),
+    (["--model", "naive"], "give either --trace FILE or --prometheus URL"),
+    (["--model", "naive", "--prometheus", "http://127.0.0.1:9"], "--days: how many days of history"),
 ])
 def test_bad_train_input_is_one_line_and_exit_2(tmp_path, traces, args, expected):
     blocker = tmp_path / "file"
