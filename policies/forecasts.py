@@ -38,6 +38,7 @@ class ForecastBatch:
     present: np.ndarray  # bool [n]
     models: tuple[str, ...]
     fell_back: tuple[str | None, ...]
+    horizons: np.ndarray | None = None  # [n] each forecast's own steps (a shorter one is padded); None: all H
 
     @classmethod
     def gather(cls, names: Sequence[str], forecasts: Mapping[str, Forecast] | "ForecastBatch" | None,
@@ -55,6 +56,7 @@ class ForecastBatch:
         n = len(names)
         values = np.zeros((n, len(levels), horizon))
         issued = np.full(n, -math.inf)
+        own = np.zeros(n, dtype=np.int64)
         present = np.zeros(n, dtype=bool)
         models: list[str] = []
         fell_back: list[str | None] = []
@@ -71,6 +73,7 @@ class ForecastBatch:
             if stacked.shape[1] < horizon:  # a shorter forecast is extended with its last value
                 values[i, :, stacked.shape[1]:] = stacked[:, -1:]
             issued[i] = f.issued_at
+            own[i] = f.horizon
             present[i] = True
             models.append(f.model)
             fell_back.append(f.fell_back)
@@ -79,7 +82,7 @@ class ForecastBatch:
             raise ValueError(f"forecasts on one decision must share a step, got {sorted(steps)} s")
         step = steps.pop() if steps else float(step)
         return cls(tuple(names), step, np.asarray(levels, dtype=float), values, issued, present,
-                   tuple(models), tuple(fell_back))
+                   tuple(models), tuple(fell_back), own)
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -91,13 +94,15 @@ class ForecastBatch:
         return {name: self.forecast(i) for i, name in enumerate(self.names) if self.present[i]}
 
     def forecast(self, i: int) -> Forecast:
+        h = self.values.shape[2] if self.horizons is None else int(self.horizons[i])
         return Forecast(self.names[i], float(self.issued_at[i]), self.step,
-                        {float(q): self.values[i, k] for k, q in enumerate(self.levels)},
+                        {float(q): self.values[i, k, :h] for k, q in enumerate(self.levels)},
                         self.models[i], self.fell_back[i])
 
     def expires_at(self) -> np.ndarray:
         """``[n]``: the last time each forecast says anything about (``-inf`` where absent)."""
-        return np.where(self.present, self.issued_at + self.values.shape[2] * self.step, -math.inf)
+        steps = self.values.shape[2] if self.horizons is None else self.horizons
+        return np.where(self.present, self.issued_at + steps * self.step, -math.inf)
 
     def fresh(self, now: float) -> np.ndarray:
         """``[n]`` bool: present and still covering ``now``. A forecast whose horizon ended before

@@ -1236,20 +1236,25 @@ def test_property_decisions_obey_the_guardrails(situation) -> None:
     for i, name in enumerate(wl.names):
         got = codes(batch, i)
         demand, cap = float(wl.demand_rps[i]), float(wl.capacity_rps[i])
-        used = name in forecasts and not gated[i]
+        f = forecasts.get(name)
+        fresh = f is not None and f.issued_at + f.horizon * f.step >= NOW  # an expired forecast is no forecast
+        used = fresh and not gated[i]
         which = [c for c in FORECAST_ONLY if c in got]
         if used:
             assert which in ([ReasonCode.FORECAST_UP], [ReasonCode.REACTIVE_FLOOR]), got
             # Never below the safety net.
             floor = 0 if math.isnan(demand) else math.ceil(demand / (cap * config.floor_utilization) * (1 - 1e-9))
             assert desired[i] >= min(floor, wl.max_replicas[i]), (desired[i], floor)
-        elif name in forecasts:
+        elif name in forecasts and gated[i]:
             assert which == [ReasonCode.QUALITY_GATE], got
         else:
             assert which == [ReasonCode.FALLBACK_FORECAST], got
         if used and ReasonCode.FORECAST_UP in got and not got & (ReasonCode.CLAMPED_MIN | ReasonCode.CLAMPED_MAX):
-            # The forecast-driven answer moved within the step limits.
+            # The forecast-driven answer moved within the step limits, unless the safety net (what
+            # the load observed now needs) is above them: the step limit never holds capacity below it.
             low, high = _step_limits(int(wl.replicas[i]), state.step_seconds, config)
+            net = 0 if math.isnan(demand) else math.ceil(demand / (cap * config.floor_utilization) * (1 - 1e-9))
+            high = max(high, min(net, int(wl.max_replicas[i])))
             assert low <= int(np.asarray(batch.detail["sized"])[i]) <= high, (low, high, batch.detail["sized"][i])
         if used and config.scale_down_stabilization_seconds > 0 and log.forecast_recs is not None:
             # Never below the policy's own answers in the window (nor above the current count for it).
@@ -1271,7 +1276,9 @@ def test_property_decisions_obey_the_guardrails(situation) -> None:
     assert new_log.forecast_recs.shape == (len(new_log.times), n)
     assert new_log.times[-1] == NOW
     for i, name in enumerate(wl.names):
-        assert (new_log.forecast_recs[-1, i] == -1) == (name not in forecasts or bool(gated[i]))
+        f = forecasts.get(name)
+        used = f is not None and f.issued_at + f.horizon * f.step >= NOW and not gated[i]
+        assert (new_log.forecast_recs[-1, i] == -1) == (not used)
 
 
 @PROPERTY
