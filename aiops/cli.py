@@ -281,8 +281,9 @@ def _register_commands() -> None:
     from aiops.gpu_exporter import gpu_exporter
     from aiops.models_cmd import models, train
     from aiops.prometheus_cmd import check_prometheus
+    from aiops.runner import check_config, run
 
-    for command in (backtest, train, models, check_prometheus, gpu_exporter):
+    for command in (backtest, train, models, check_prometheus, check_config, run, gpu_exporter):
         main.add_command(command)
 
 

@@ -56,6 +56,9 @@ from pydantic import (
 from simulations.errors import ConfigError, read_text
 
 __all__ = [
+    "AgentConfig",
+    "PoolKubernetesConfig",
+    "WorkloadKubernetesConfig",
     "LatencyModelConfig",
     "NodePoolConfig",
     "OracleConfig",
@@ -140,6 +143,51 @@ class SimulationSettings(_Section):
     )
 
 
+
+AgentMode = Literal["dry-run", "recommend", "auto"]
+
+
+class PoolKubernetesConfig(_Section):
+    """Key ``kubernetes`` of a node pool: how the agent asks for nodes ahead of demand."""
+
+    method: Literal["placeholder", "machinedeployment", "karpenter", "none"] = Field(
+        default="placeholder",
+        description=(
+            "placeholder: low-priority pause pods that request a whole node's GPUs, so "
+            "cluster-autoscaler or Karpenter adds nodes ahead of demand and real pods preempt them "
+            "(the portable way); machinedeployment: the scale subresource of a Cluster API "
+            "MachineDeployment; karpenter: spec.replicas of a static Karpenter NodePool; none: "
+            "replicas only."
+        ),
+    )
+    namespace: str = Field(default="aiops-system", pattern=_DNS_LABEL,
+                           description="Namespace of the placeholder pods or the MachineDeployment.")
+    name: str | None = Field(default=None, min_length=1,
+                             description="MachineDeployment or NodePool name. Null: the pool's name.")
+    node_selector: dict[str, str] = Field(default={}, description="Placeholder pods: the pool's node labels.")
+    tolerations: list[dict[str, str]] = Field(default=[], description="Placeholder pods: tolerations of the pool's taints.")
+
+
+class WorkloadKubernetesConfig(_Section):
+    """Key ``kubernetes`` of a workload: the object the agent scales, and how far it may go."""
+
+    kind: Literal["Deployment", "StatefulSet"] = Field(default="Deployment", description="Kind of the object that runs the replicas.")
+    name: str | None = Field(default=None, min_length=1, description="Its name. Null: metrics.deployment, else the workload's name.")
+    namespace: str | None = Field(default=None, pattern=_DNS_LABEL, description="Its namespace. Null: metrics.namespace.")
+    actuation: Literal["scale", "floor"] = Field(
+        default="scale",
+        description=(
+            "scale: write replicas through the scale subresource; floor: write the HPA's "
+            "minReplicas, so the HPA keeps reacting above the agent's floor."
+        ),
+    )
+    hpa_name: str | None = Field(default=None, min_length=1, description="With actuation floor: the HPA's name. Null: the object's name.")
+    mode: AgentMode | None = Field(
+        default=None,
+        description="dry-run, recommend or auto for this workload. Null: agent.mode.",
+    )
+
+
 class NodePoolConfig(_Section):
     """One entry of ``node_pools``: identical GPU nodes that the cluster autoscaler manages."""
 
@@ -217,6 +265,10 @@ class NodePoolConfig(_Section):
             "seconds. 600 s is the Kubernetes cluster-autoscaler default "
             "(--scale-down-unneeded-time=10m)."
         ),
+    )
+
+    kubernetes: PoolKubernetesConfig = Field(
+        default=PoolKubernetesConfig(), description="How the agent requests this pool's nodes ahead of demand."
     )
 
     @field_validator("max_nodes")
@@ -555,6 +607,10 @@ class _WorkloadSettings(_Section):
         default=WorkloadMetricsConfig(),
         description="Where its metrics live in Prometheus; the default is WorkloadMetricsConfig's defaults.",
     )
+    kubernetes: WorkloadKubernetesConfig = Field(
+        default=WorkloadKubernetesConfig(),
+        description="The Kubernetes object the agent scales, and its mode.",
+    )
 
     @field_validator("max_replicas")
     @classmethod
@@ -830,6 +886,33 @@ class PoliciesConfig(_Section):
         return enabled
 
 
+
+class AgentConfig(_Section):
+    """Key ``agent``: the in-cluster control loop (``aiops run``)."""
+
+    mode: AgentMode = Field(
+        default="dry-run",
+        description=(
+            "dry-run: decisions are logged, exported and posted as Kubernetes Events, nothing is "
+            "applied; recommend: decisions go to humans and are applied once approved; auto: "
+            "applied within the guardrails. Start in dry-run; a workload may override it."
+        ),
+    )
+    policy: Literal["predictive", "reactive"] = Field(default="predictive", description="The policy that decides.")
+    collect_interval_seconds: float = Field(default=30.0, ge=5, le=3600, description="How often metrics are read.")
+    decide_interval_seconds: float = Field(default=60.0, ge=10, le=3600, description="How often the policy decides and acts.")
+    anomaly_interval_seconds: float = Field(default=60.0, ge=10, le=3600, description="How often anomaly detectors run.")
+    retrain_interval_seconds: float = Field(default=86_400.0, ge=600, description="How often forecasters are backtested and retrained (and at once on drift).")
+    reload_interval_seconds: float = Field(default=300.0, ge=10, description="How often the model registry is checked for a newly promoted model.")
+    history_days: float = Field(default=7.0, gt=0, le=90, description="Demand history pulled at start for the forecasters.")
+    listen_address: str = Field(default="0.0.0.0", min_length=1, description="Address of /metrics, /healthz, /readyz and the approval endpoint.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Their port (0: any free port).")
+    state_dir: str = Field(default="/var/lib/aiops", min_length=1, description="Decision log (decisions.jsonl) and model registry.")
+    leader_election: bool = Field(default=True, description="Elect one acting replica with a coordination.k8s.io Lease.")
+    lease_name: str = Field(default="aiops-agent", pattern=_DNS_LABEL, description="The Lease's name.")
+    lease_namespace: str = Field(default="aiops-system", pattern=_DNS_LABEL, description="The Lease's namespace.")
+
+
 class SimConfig(_Section):
     """The whole configuration file."""
 
@@ -862,6 +945,7 @@ class SimConfig(_Section):
     prometheus: PrometheusConfig = Field(
         default=PrometheusConfig(), description="The Prometheus-compatible server the agent reads metrics from."
     )
+    agent: AgentConfig = Field(default=AgentConfig(), description="The in-cluster agent's loop, modes and endpoints.")
 
     @field_validator("node_pools")
     @classmethod

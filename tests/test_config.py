@@ -154,6 +154,12 @@ node_pools:
     price_per_gpu_hour: 3.0
     actual_provisioning_seconds: null
     idle_removal_seconds: 900.0
+    kubernetes:
+      method: placeholder
+      namespace: aiops-system
+      name: null
+      node_selector: {cloud.google.com/gke-accelerator: nvidia-h100-80gb}
+      tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
   - name: gpu-l4
     gpus_per_node: 4
     provisioning_seconds: 240.0
@@ -162,6 +168,12 @@ node_pools:
     price_per_gpu_hour: 0.8
     actual_provisioning_seconds: 300.0
     idle_removal_seconds: 300.0
+    kubernetes:
+      method: karpenter
+      namespace: aiops-system
+      name: l4-static
+      node_selector: {}
+      tolerations: []
 workloads:
   - name: llm-chat
     node_pool: gpu-h100
@@ -191,6 +203,13 @@ workloads:
       queries:
         kv_cache_usage: null
         queue_depth: 'sum(my_queue{namespace="serving"})'
+    kubernetes:
+      kind: Deployment
+      name: chat
+      namespace: serving
+      actuation: floor
+      hpa_name: chat-hpa
+      mode: auto
   - name: embeddings
     node_pool: gpu-l4
     node_pools: null
@@ -217,6 +236,13 @@ workloads:
       pod_regex: null
       matchers: ''
       queries: {}
+    kubernetes:
+      kind: StatefulSet
+      name: null
+      namespace: null
+      actuation: scale
+      hpa_name: null
+      mode: null
 workload_defaults:
   node_pool: gpu-l4
   node_pools: null
@@ -243,6 +269,13 @@ workload_defaults:
     pod_regex: null
     matchers: ''
     queries: {}
+  kubernetes:
+    kind: Deployment
+    name: null
+    namespace: null
+    actuation: scale
+    hpa_name: null
+    mode: null
 policies:
   reactive:
     target_utilization: 0.6
@@ -287,6 +320,21 @@ prometheus:
   workers: 4
   compress_responses: true
   queries: {allocatable_gpus: null}
+agent:
+  mode: recommend
+  policy: predictive
+  collect_interval_seconds: 15.0
+  decide_interval_seconds: 30.0
+  anomaly_interval_seconds: 60.0
+  retrain_interval_seconds: 3600.0
+  reload_interval_seconds: 120.0
+  history_days: 3.0
+  listen_address: 127.0.0.1
+  port: 9095
+  state_dir: /tmp/aiops
+  leader_election: false
+  lease_name: aiops
+  lease_namespace: ml-platform
 """
 
 

@@ -1,0 +1,167 @@
+"""The agent's own observability and its one write endpoint: /metrics, /healthz, /readyz, /approvals.
+
+* ``/metrics``: Prometheus text from a private registry: ``aiops_up``, ``aiops_ready``,
+  ``aiops_leader``, ``aiops_decisions_total{workload,reason}``,
+  ``aiops_forecast_error_ratio{workload}`` (live error over the backtest's), ``aiops_job_seconds``
+  and ``aiops_job_failures_total{job}``, ``aiops_actions_total{kind,outcome}``,
+  ``aiops_actions_failed_total``, ``aiops_holds_total`` and ``aiops_mode{workload,mode}``.
+* ``/healthz``: 200 while the process serves (liveness).
+* ``/readyz``: 200 when Prometheus answered the last collect and the Kubernetes API the last
+  tick, else 503 with the reason (readiness: a not-ready agent holds and acts on nothing).
+* ``POST /approvals/<decision id>?expires=<unix>&signature=<hex>``: applies a decision waiting in
+  ``recommend`` mode. The signature is HMAC-SHA256 over ``"<id>:<expires>"`` with the key in
+  ``$AIOPS_APPROVAL_KEY`` (a Kubernetes Secret); expired, forged or unknown ids get 403/404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Sequence
+from urllib.parse import parse_qs, urlparse
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class AgentMetrics:
+    """The agent's metrics on a private registry (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.up = Gauge("aiops_up", "1 while the agent runs", registry=r)
+        self.ready = Gauge("aiops_ready", "1 when Prometheus and the Kubernetes API answered last time", registry=r)
+        self.leader = Gauge("aiops_leader", "1 on the replica that acts", registry=r)
+        self.decisions = Counter("aiops_decisions", "Decisions by workload and reason code", ["workload", "reason"], registry=r)
+        self.error_ratio = Gauge("aiops_forecast_error_ratio", "Live forecast error over its backtest baseline", ["workload"], registry=r)
+        self.job_seconds = Histogram("aiops_job_seconds", "Duration of scheduled jobs", ["job"], registry=r,
+                                     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300))
+        self.job_failures = Counter("aiops_job_failures", "Scheduled jobs that raised", ["job"], registry=r)
+        self.actions = Counter("aiops_actions", "Actions by kind (replicas/nodes) and outcome", ["kind", "outcome"], registry=r)
+        self.actions_failed = Counter("aiops_actions_failed", "Actions the Kubernetes API refused or failed", registry=r)
+        self.holds = Counter("aiops_holds", "Ticks that held: metrics or the API unavailable, or not the leader", registry=r)
+        self.mode = Gauge("aiops_mode", "1 for each workload's current mode", ["workload", "mode"], registry=r)
+        self.up.set(1)
+
+    def tick(self, report, ratio, names: Sequence[str]) -> None:
+        if report.held:
+            self.holds.inc()
+            return
+        for d in report.decisions:
+            for reason in d.reasons:
+                self.decisions.labels(d.target, reason.code).inc()
+        for outcome in report.outcomes.values():
+            if outcome.get("outcome") in ("hold",):
+                continue
+            kind = outcome.get("kind", "replicas")
+            result = str(outcome.get("outcome", ""))
+            self.actions.labels(kind, result.split(":")[0]).inc()
+            if result.startswith("failed"):
+                self.actions_failed.inc()
+        if ratio is not None:
+            for name, value in zip(names, ratio):
+                if value == value:  # not NaN
+                    self.error_ratio.labels(name).set(float(value))
+
+    def timed(self, job: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` wrapped to record its duration and count its failures (then re-raise)."""
+        def run():
+            start = time.perf_counter()
+            try:
+                return fn()
+            except Exception:
+                self.job_failures.labels(job).inc()
+                raise
+            finally:
+                self.job_seconds.labels(job).observe(time.perf_counter() - start)
+        return run
+
+
+def sign(key: bytes, decision_id: str, expires: int) -> str:
+    """The approval signature for ``decision_id`` valid until ``expires`` (unix seconds)."""
+    return hmac.new(key, f"{decision_id}:{int(expires)}".encode(), hashlib.sha256).hexdigest()
+
+
+def approval_link(base_url: str, key: bytes, decision_id: str, ttl_seconds: float = 3600.0, now: float | None = None) -> str:
+    expires = int((time.time() if now is None else now) + ttl_seconds)
+    return f"{base_url.rstrip('/')}/approvals/{decision_id}?expires={expires}&signature={sign(key, decision_id, expires)}"
+
+
+class Endpoints:
+    """The HTTP server: started with :meth:`start`, stopped with :meth:`stop`."""
+
+    def __init__(self, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]],
+                 approve: Callable[[str], dict] | None = None, approval_key: bytes | None = None,
+                 address: str = "0.0.0.0", port: int = 8080, clock: Callable[[], float] = time.time) -> None:
+        self.metrics, self.ready, self.approve, self.key, self.clock = metrics, ready, approve, approval_key, clock
+        endpoints = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # structured logs come from the agent, not per request
+                pass
+
+            def _send(self, status: int, body: bytes | str, content_type: str = "application/json") -> None:
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                path = urlparse(self.path).path
+                if path == "/metrics":
+                    self._send(200, generate_latest(endpoints.metrics.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    self._send(200, '{"status": "ok"}')
+                elif path == "/readyz":
+                    ok, why = endpoints.ready()
+                    endpoints.metrics.ready.set(1 if ok else 0)
+                    self._send(200 if ok else 503, json.dumps({"ready": ok, "reason": why}))
+                else:
+                    self._send(404, '{"error": "not found"}')
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                if not url.path.startswith("/approvals/"):
+                    self._send(404, '{"error": "not found"}')
+                    return
+                status, body = endpoints.handle_approval(url.path[len("/approvals/"):], parse_qs(url.query))
+                self._send(status, json.dumps(body))
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread: threading.Thread | None = None
+
+    def handle_approval(self, ident: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        if self.approve is None or not self.key:
+            return 404, {"error": "approvals are off (no AIOPS_APPROVAL_KEY)"}
+        try:
+            expires = int(query.get("expires", [""])[0])
+        except ValueError:
+            return 403, {"error": "missing or bad expires"}
+        signature = query.get("signature", [""])[0]
+        if not hmac.compare_digest(signature, sign(self.key, ident, expires)):
+            return 403, {"error": "bad signature"}
+        if expires < self.clock():
+            return 403, {"error": "approval link expired"}
+        try:
+            return 200, self.approve(ident)
+        except KeyError as exc:
+            return 404, {"error": str(exc.args[0]) if exc.args else "unknown decision"}
+
+    def start(self) -> "Endpoints":
+        self.thread = threading.Thread(target=self.server.serve_forever, name="aiops-http", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
