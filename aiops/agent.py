@@ -112,6 +112,8 @@ class Agent:
         self.names = tuple(w.name for w in config.workloads)
         if not self.names:
             raise ValueError("the agent needs at least one workload in the config")
+        # The config is frozen: each target is derived once, not on every tick.
+        self.targets = {name: workload_target(config, name) for name in self.names}
         self.step = config.prometheus.step_seconds
         self.tables = tables(config, self.names)
         self.horizon = horizon_steps(self.tables, self.step)
@@ -167,7 +169,7 @@ class Agent:
         replicas = np.zeros(len(self.names), dtype=np.int64)
         ready = np.zeros(len(self.names), dtype=np.int64)
         for i, name in enumerate(self.names):
-            spec, ready_i = self.cluster.replicas(workload_target(self.config, name))
+            spec, ready_i = self.cluster.replicas(self.targets[name])
             replicas[i], ready[i] = spec, ready_i
         demand = self.observed[-1] if len(self.observed) else np.full(len(self.names), np.nan)
         starting = np.maximum(replicas - ready, 0)
@@ -228,7 +230,7 @@ class Agent:
         outcome = "logged"
         result: ActionResult | None = None
         if d.kind == "replicas":
-            target = workload_target(self.config, d.target)
+            target = self.targets[d.target]
             if mode == "auto":
                 result = self.cluster.scale(target, d.desired, ident)
                 outcome = "applied" if result.applied else f"failed: {result.error}"
@@ -256,7 +258,7 @@ class Agent:
         d = self.pending.pop(ident, None)
         if d is None:
             raise KeyError(f"no pending decision {ident!r} (already applied, superseded or unknown)")
-        target = workload_target(self.config, d.target)
+        target = self.targets[d.target]
         result = self.cluster.scale(target, d.desired, ident)
         self.cluster.record(target, ident, "Approved" if result.applied else "ScaleFailed", d.explain())
         done = {"id": ident, "target": d.target, "desired": d.desired, "applied": result.applied,

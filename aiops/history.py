@@ -50,12 +50,13 @@ def pull_demand(source: PrometheusSource, config: SimConfig, workloads: Sequence
     end = time.time() if end is None else end
     end = math.floor(end / step) * step
     start = end - days * DAY + step
-    series = source.range_many(demand_queries(config, workloads), start, end, step, progress)
+    queries = demand_queries(config, workloads)
+    series = source.range_many(queries, start, end, step, progress)
     empty = [name for name in workloads if np.isnan(series[name].values).all()]
     if empty:
         name = empty[0]
         raise InputError(f"prometheus {source.url}", f"no demand data for workload {name!r} in the last {days:g} days "
-                         f"(query: {demand_queries(config, [name])[name]}); check its metrics settings with aiops check-prometheus")
+                         f"(query: {queries[name]}); check its metrics settings with aiops check-prometheus")
     first = series[workloads[0]]
     values = np.column_stack([series[name].values for name in workloads])
     return Trace(f"prometheus {source.url} ({days:g} days)", first.start, step, tuple(workloads), values)

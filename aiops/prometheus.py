@@ -233,9 +233,7 @@ class PrometheusSource:
         """
         if not (step > 0 and math.isfinite(start) and math.isfinite(end)) or end < start:
             raise ValueError(f"bad range: start {start}, end {end}, step {step}")
-        if align:
-            start = math.floor(start / step) * step
-        n = int(math.floor((end - start) / step + 1e-9)) + 1
+        start, n = _grid(start, end, step, align)
         per = self.settings.max_points_per_query
         grids: dict[tuple, tuple[dict, np.ndarray]] = {}
         for first in range(0, n, per):
@@ -260,9 +258,8 @@ class PrometheusSource:
         if len(results) > 1:
             raise PromQLError(self.url, query, f"gave {len(results)} series where one was expected "
                               f"(first two: {results[0].series.key}, {results[1].series.key}); aggregate it, e.g. sum(...)")
-        start = math.floor(start / step) * step
         if not results:
-            n = int(math.floor((end - start) / step + 1e-9)) + 1
+            start, n = _grid(start, end, step, align=True)
             return Series(key, start, step, np.full(n, np.nan))
         s = results[0].series
         return Series(key, s.start, s.step, s.values)
@@ -314,6 +311,14 @@ def _reason(exc: Exception) -> str:
     if "Connection refused" in text:
         return "connection refused"
     return text[:200]
+
+
+def _grid(start: float, end: float, step: float, align: bool) -> tuple[float, int]:
+    """The first point and the number of points of ``[start, end]`` at ``step`` (``start``
+    aligned down to a multiple of ``step`` when ``align``)."""
+    if align:
+        start = math.floor(start / step) * step
+    return start, int(math.floor((end - start) / step + 1e-9)) + 1
 
 
 def _utc(seconds: float) -> datetime:
