@@ -15,9 +15,18 @@ log, and the approvals waiting for a human. Jobs (:mod:`aiops.runner` schedules 
   decision as a Kubernetes Event and logs it; ``recommend`` keeps it for approval (see
   :meth:`approve`) and posts it; ``auto`` applies it through the :class:`Cluster`.
 
+* :meth:`Agent.scan`: the anomaly scan (forecast drift, stale demand); asks for a retrain when
+  the drift monitor made the stream refit.
+* :meth:`Agent.retrain`: backtests the forecaster on a held-out day of the history it holds and
+  retrains it (a new registry version, promoted only when it wins, with ``agent.model_name``);
+  :meth:`Agent.reload_model` picks up a version promoted elsewhere (the training CronJob).
+
 Every decision gets a deterministic id (policy, target, kind and time), is written to
 ``decisions.jsonl`` before it is applied and again with the outcome, and is annotated on the
-target, so a restart can tell what was applied.
+target. After a restart, :meth:`Agent.recover` settles every decision the kill cut off between
+those two lines from the cluster as it is now (applied or not: nothing is lost, nothing applied
+twice) and restores recommendations still awaiting approval. Ready (``/readyz``) means
+Prometheus and the Kubernetes API answered last time and the configured model is loaded.
 """
 
 from __future__ import annotations
@@ -38,12 +47,13 @@ import numpy as np
 from aiops.history import demand_queries
 from aiops.kube import ActionResult, PoolTarget, WorkloadTarget
 from aiops.prometheus import PrometheusError
+from forecasters.registry import ENV_ROOT, ModelRegistry, RegistryError
 from forecasters.series import Series
 from policies import POLICIES
 from policies.types import ClusterState, DecisionLog, ScalingDecision
 from simulations.config import SimConfig
 from simulations.forecast_tape import step_forecasts, stream_for
-from simulations.replay import horizon_steps, policy_config, tables
+from simulations.replay import TREND_SECONDS, horizon_steps, observed_trend, policy_config, tables
 
 log = logging.getLogger("aiops.agent")
 
@@ -90,6 +100,17 @@ def decision_id(d: ScalingDecision) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A recommended decision waiting for a human (enough to apply it, and to say what it was)."""
+
+    id: str
+    target: str
+    desired: int
+    decided_at: float
+    explain: str
+
+
 @dataclass
 class TickReport:
     """What one decide-and-act did: the decisions, the outcome of each, and whether it held."""
@@ -128,8 +149,18 @@ class Agent:
         self.observed = np.zeros((0, len(self.names)))
         self.metrics_ok = False
         self.metrics_error = "no metrics collected yet"
-        self.pending: dict[str, ScalingDecision] = {}  # recommend mode: decision id -> decision awaiting approval
+        self.pending: dict[str, Pending] = {}  # recommend mode: decision id -> decision awaiting approval
         self.lock = threading.Lock()  # collect and decide run in scheduler threads
+        self.api_ok, self.api_error = False, "the Kubernetes API has not answered yet"
+        self.recovered = False  # the journal is reconciled on the first tick that reads the cluster
+        self.registry = ModelRegistry(os.environ.get(ENV_ROOT) or self.state_dir / "models")
+        self.model_version: str | None = None  # the registry version forecasting, when agent.model_name is set
+        self.model_error = f"model {config.agent.model_name!r} not loaded yet" if config.agent.model_name else ""
+        self.retrain_requested = ""  # why the scan asked for a retrain now ("" when it did not)
+        self._drift_refits = 0  # the stream's drift refits already answered with a retrain
+        self.last_retrain: dict[str, Any] = {}
+        if observer is not None:
+            observer.set_modes({name: self.config.workload_for(name).kubernetes.mode or config.agent.mode for name in self.names})
 
     # -- collect -----------------------------------------------------------------------------------
 
@@ -194,17 +225,26 @@ class Agent:
         try:
             state = self.state(now)
         except Exception as exc:  # the API is down: hold
-            report.held = f"cannot read replicas from the Kubernetes API ({exc}): holding, no action"
+            self.note_api(False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            report.held = f"cannot read replicas from the Kubernetes API ({self.api_error}): holding, no action"
             log.warning(report.held)
             self._observe_hold(report)
             return report
+        self.note_api(True)
+        if not self.recovered:
+            self.recover(state)
+        self._expire_pending(now)
         forecasts, ratio = None, None
         if self.policy == "predictive" and start is not None:
             t = len(observed)
             found, ratio = step_forecasts(self.stream, self.names, observed, t, start, self.step,
                                           self.stream.history_steps(self.step), self.horizon)
             forecasts = found
-            state = replace(state, workloads=replace(state.workloads, forecast_error_ratio=ratio))
+            trend = None
+            if getattr(self.policy_config, "follow_trend", False):  # as the replay computes it, from the same window
+                tail = observed[-(int(TREND_SECONDS / self.step) + 4):]
+                trend = observed_trend(np.vstack([tail, np.full((1, tail.shape[1]), np.nan)]), self.step)[-1]
+            state = replace(state, workloads=replace(state.workloads, forecast_error_ratio=ratio, demand_trend=trend))
         batch, self.log = POLICIES[self.policy].decide(now, state, forecasts, self.log, self.policy_config)
         report.decisions = batch.decisions(state)
         for d in report.decisions:
@@ -237,7 +277,10 @@ class Agent:
                 self.cluster.record(target, ident, "ScaledAhead" if result.applied else "ScaleFailed", d.explain(),
                                     "Normal" if result.applied else "Warning")
             elif mode == "recommend":
-                self.pending[ident] = d
+                for old in [p for p in self.pending.values() if p.target == d.target and p.id != ident]:  # never apply a stale one
+                    del self.pending[old.id]
+                    self._journal({"id": old.id, "target": old.target, "event": "superseded", "by": ident})
+                self.pending[ident] = Pending(ident, d.target, d.desired, d.decided_at, d.explain())
                 outcome = "awaiting approval"
                 self.cluster.record(target, ident, "Recommended", d.explain())
             else:
@@ -255,16 +298,209 @@ class Agent:
 
     def approve(self, ident: str) -> dict[str, Any]:
         """Apply a recommended decision a human approved (the approval endpoint checks who)."""
+        if not self.recovered:  # approved right after a restart, before the first tick
+            self.recover(self.state(self.clock()))
+        self._expire_pending(self.clock())
         d = self.pending.pop(ident, None)
         if d is None:
-            raise KeyError(f"no pending decision {ident!r} (already applied, superseded or unknown)")
+            raise KeyError(f"no pending decision {ident!r} (already applied, superseded, expired or unknown)")
         target = self.targets[d.target]
         result = self.cluster.scale(target, d.desired, ident)
-        self.cluster.record(target, ident, "Approved" if result.applied else "ScaleFailed", d.explain())
+        self.cluster.record(target, ident, "Approved" if result.applied else "ScaleFailed", d.explain)
         done = {"id": ident, "target": d.target, "desired": d.desired, "applied": result.applied,
                 "outcome": "applied after approval" if result.applied else f"failed: {result.error}", "event": "approved"}
         self._journal(done)
         return done
+
+    def _expire_pending(self, now: float) -> None:
+        ttl = self.config.agent.approval_ttl_seconds
+        for p in [p for p in self.pending.values() if now - p.decided_at > ttl]:
+            del self.pending[p.id]
+            self._journal({"id": p.id, "target": p.target, "event": "expired",
+                           "outcome": f"not approved within {ttl:g} s: expired, never applied"})
+
+    # -- anomaly scan ------------------------------------------------------------------------------
+
+    def scan(self) -> list[dict[str, Any]]:
+        """The anomaly-scan job: what is wrong with the data the agent holds and its own forecasts.
+
+        Today: workloads whose forecasts drift from what is observed (the drift monitor's verdict),
+        and a retrain request when the monitor made the stream refit on drift since the last scan
+        (the runner then runs the retrain job at once). Each finding is logged and counted.
+        """
+        now = self.clock()
+        found: list[dict[str, Any]] = []
+        drift = self.stream.drift
+        if drift is not None:
+            for name in self.names:
+                status = drift.status(name, now)
+                if status.drifting:
+                    found.append({"code": "FORECAST_DRIFT", "workload": name, "ratio": status.ratio, "summary": status.reason})
+        with self.lock:
+            refits = sum(self.stream.retrains.values())
+            last = self.observed[-1] if len(self.observed) else np.full(len(self.names), np.nan)
+        if refits > self._drift_refits:
+            drifted = sorted(k for k, v in self.stream.retrains.items() if v)
+            self.retrain_requested = f"drift: live forecast error well above its backtest for {', '.join(drifted)}"
+            self._drift_refits = refits
+        for name, value in zip(self.names, last):
+            if np.isnan(value):
+                found.append({"code": "STALE_METRICS", "workload": name, "summary": f"no demand observed for {name} at the last step"})
+        for f in found:
+            log.warning("finding %s for %s: %s", f["code"], f["workload"], f["summary"])
+            if self.observer is not None:
+                self.observer.findings.labels(f["code"]).inc()
+        return found
+
+    # -- restart -----------------------------------------------------------------------------------
+
+    def recover(self, state: ClusterState) -> list[dict[str, Any]]:
+        """Reconcile the journal after a restart, so no decision is lost or applied twice.
+
+        A decision journalled as decided but with no outcome was cut off by a kill between the two
+        lines. Its outcome is settled from the cluster as it is now: in auto mode, applied when the
+        target already has the desired replicas, else not applied (the tick that follows decides
+        again from fresh state, with a new id: the old one is never replayed blindly). Recommended
+        decisions still awaiting approval, and not expired, wait for approval again.
+        """
+        self.recovered = True
+        entries = self._read_journal()
+        settled = {e["id"] for e in entries if e.get("event") in ("outcome", "approved", "superseded", "expired")}
+        waiting: dict[str, Mapping[str, Any]] = {}
+        out = []
+        for e in entries:
+            if e.get("event") == "decided" and e["id"] not in settled:
+                out.append(self._settle(e, state))
+                settled.add(e["id"])
+            if e.get("event") == "outcome" and e.get("outcome", "").startswith("awaiting approval"):
+                waiting[e["id"]] = e
+            elif e.get("event") in ("approved", "superseded", "expired"):
+                waiting.pop(e["id"], None)
+        for e in waiting.values():
+            if e.get("target") in self.targets and e.get("kind", "replicas") == "replicas":
+                self.pending[e["id"]] = Pending(e["id"], e["target"], int(e["desired"]), float(e["decided_at"]), e.get("explain", ""))
+        if out or self.pending:
+            log.info("recovered after restart: %d decisions settled, %d awaiting approval", len(out), len(self.pending))
+        return out
+
+    def _settle(self, e: Mapping[str, Any], state: ClusterState) -> dict[str, Any]:
+        done = {k: v for k, v in e.items() if k != "event"}
+        if e.get("kind") == "replicas" and e.get("target") in self.targets:
+            now_replicas = int(state.workloads.replicas[self.names.index(e["target"])])
+            if e.get("mode") == "auto":
+                applied = now_replicas == int(e["desired"])
+                outcome = ("applied (found on the target after a restart)" if applied else
+                           f"not applied: the agent stopped before applying it (target at {now_replicas}); decided again from fresh state")
+            elif e.get("mode") == "recommend":
+                applied, outcome = False, "awaiting approval (restored after a restart)"
+            else:
+                applied, outcome = False, "logged"
+        else:
+            applied, outcome = False, "unknown after a restart: decided again from fresh state"
+        done.update(applied=applied, outcome=outcome, recovered=True)
+        self._journal({**done, "event": "outcome"})
+        return done
+
+    def _read_journal(self) -> list[dict[str, Any]]:
+        path = self.state_dir / "decisions.jsonl"
+        if not path.exists():
+            return []
+        entries = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by a kill mid-write: skip it, say so
+                log.warning("%s:%d: unreadable journal line skipped", path, n)
+                continue
+            if isinstance(entry, dict) and "id" in entry:
+                entries.append(entry)
+        return entries
+
+    # -- models ------------------------------------------------------------------------------------
+
+    def reload_model(self) -> str | None:
+        """Forecast with the registry's promoted version of ``agent.model_name`` when it changed:
+        the version now in use, or None when nothing changed (or no registry model is configured)."""
+        name = self.config.agent.model_name
+        if not name:
+            return None
+        try:
+            current = self.registry.current(name)
+            if current is None:
+                raise RegistryError(f"{self.registry.root}/{name}", "no promoted version (run aiops train, or the training CronJob)")
+            if current.version == self.model_version:
+                return None
+            model = self.registry.load(name, current.version)
+        except RegistryError as exc:
+            if self.model_version is None:
+                self.model_error = str(exc)
+            log.warning("model %s not reloaded: %s%s", name, exc,
+                        f" (still forecasting with {self.model_version})" if self.model_version else "")
+            return None
+        with self.lock:
+            self.stream.use_model(model)
+        self.model_version, self.model_error = current.version, ""
+        log.info("forecasting with %s %s (%s)", name, current.version, current.model)
+        return current.version
+
+    def retrain(self, reason: str = "scheduled") -> dict[str, Any]:
+        """Backtest the forecaster on the history held, and retrain it.
+
+        With ``agent.model_name``: train a new version of the registered model on the history,
+        register it, promote it only when it beats the current version on the same holdout, and
+        reload. Without: score the in-process forecaster on the holdout and refit every workload.
+        """
+        from aiops.models_cmd import _build, _console, _promote_if_better, holdout_evaluation, score
+
+        with self.lock:
+            observed, start = self.observed.copy(), self.start
+        self.retrain_requested = ""
+        series = [Series(name, start, self.step, observed[:, i]) for i, name in enumerate(self.names)] if start is not None else []
+        evaluation = holdout_evaluation(series, self.horizon, n_origins=6) if series else None
+        if evaluation is None:
+            self.last_retrain = {"reason": reason, "skipped": f"not enough history yet ({len(observed)} steps)"}
+            log.info("retrain (%s) skipped: %s", reason, self.last_retrain["skipped"])
+            return self.last_retrain
+        name = self.config.agent.model_name
+        if not name:
+            scores = score(self.stream.model, evaluation)
+            with self.lock:
+                self.stream.refit_all()
+            self.last_retrain = {"reason": reason, "model": self.stream.model.name, "mase": scores["mase"],
+                                 "per_workload_mase": scores["per_series_mase"], "verdict": "refitted every workload"}
+        else:
+            current = self.registry.current(name)
+            kind = current.model if current is not None else self.config.policies.predictive.forecaster
+            model, device = _build(kind, "auto")
+            model.train(evaluation.training())
+            scores = score(model, evaluation)
+            entry = self.registry.register(name, model, evaluation.training(), scores, device=device,
+                                           notes=f"retrained by the agent: {reason}")
+            verdict = _promote_if_better(self.registry, name, entry.version, evaluation, "auto", False, _console(stderr=True))
+            self.reload_model()
+            self.last_retrain = {"reason": reason, "model": kind, "version": entry.version, "mase": scores["mase"],
+                                 "per_workload_mase": scores["per_series_mase"], "verdict": verdict}
+        log.info("retrain (%s): %s", reason, json.dumps(self.last_retrain, default=str))
+        if self.observer is not None:
+            self.observer.retrained(self.last_retrain)
+        return self.last_retrain
+
+    # -- readiness ---------------------------------------------------------------------------------
+
+    def note_api(self, ok: bool, error: str = "") -> None:
+        """The Kubernetes API answered (or not): from a tick, or from leader election."""
+        self.api_ok, self.api_error = ok, ("" if ok else error)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when Prometheus and the Kubernetes API answered last time and the model is loaded."""
+        problems = []
+        if not self.metrics_ok:
+            problems.append(f"Prometheus: {self.metrics_error}")
+        if not self.api_ok:
+            problems.append(f"Kubernetes API: {self.api_error}")
+        if self.model_error:
+            problems.append(f"model: {self.model_error}")
+        return not problems, "; ".join(problems) or "ok"
 
     def _observe_hold(self, report: TickReport) -> None:
         if self.observer is not None:
@@ -281,4 +517,4 @@ class Agent:
 
     @property
     def ready(self) -> bool:
-        return self.metrics_ok
+        return self.readiness()[0]

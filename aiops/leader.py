@@ -64,6 +64,7 @@ class LeaderElector:
         self.lease_seconds = int(lease_seconds)
         self.clock = clock
         self.timeout_seconds = timeout_seconds
+        self.api_error = ""  # why the last round could not talk to the API ("" when it could; a 409 race counts as answered)
         self._leader_since_renew: float | None = None  # clock time of our last successful round as leader
         self._observed: tuple | None = None  # the other holder's record as we last saw it
         self._observed_at = -math.inf  # when (our clock) we first saw that record
@@ -76,6 +77,7 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round of the election (see the module's docstring). Never raises on an API error."""
         now = self.clock()
+        self.api_error = ""
         try:
             lease = self._read()
             if lease is None:
@@ -98,6 +100,8 @@ class LeaderElector:
             self._write("PUT", lease, self._spec(now, acquired=now, transitions=transitions + 1, keep=spec))
             return self._won(now, f"took the lease over from {holder}" if holder else "took the released lease")
         except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if not (isinstance(exc, ApiException) and exc.status == 409):
+                self.api_error = _short(exc)
             return self._lost(_short(exc))
 
     def release(self) -> None:

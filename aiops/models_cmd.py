@@ -270,6 +270,16 @@ def _evaluation(trace: "Trace", horizon_s: float, holdout_s: float | None) -> Ev
     return Evaluation(tuple(as_series(trace)), n - holdout, horizon, DEFAULT_ORIGINS)
 
 
+def holdout_evaluation(series: list["Series"], horizon: int, n_origins: int) -> Evaluation | None:
+    """The agent's retrain evaluation on its own history: the last day (at most a quarter of the
+    history) held out; None when the history is too short to hold anything out."""
+    step, n = series[0].step, len(series[0])
+    holdout = int(round(min(DAY, n * step / 4) / step))
+    if holdout <= horizon or holdout > n // 2:
+        return None
+    return Evaluation(tuple(series), n - holdout, horizon, n_origins)
+
+
 def _build(model_name: str, device: str) -> tuple["Forecaster", str]:
     """The model (with the backtest's quantile levels, and ``device`` for models that take one)
     and the device in words."""

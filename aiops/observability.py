@@ -4,10 +4,13 @@
   ``aiops_leader``, ``aiops_decisions_total{workload,reason}``,
   ``aiops_forecast_error_ratio{workload}`` (live error over the backtest's), ``aiops_job_seconds``
   and ``aiops_job_failures_total{job}``, ``aiops_actions_total{kind,outcome}``,
-  ``aiops_actions_failed_total``, ``aiops_holds_total`` and ``aiops_mode{workload,mode}``.
+  ``aiops_actions_failed_total``, ``aiops_holds_total``, ``aiops_mode{workload,mode}``,
+  ``aiops_retrains_total{trigger}``, ``aiops_backtest_mase{workload}`` and
+  ``aiops_findings_total{code}``.
 * ``/healthz``: 200 while the process serves (liveness).
-* ``/readyz``: 200 when Prometheus answered the last collect and the Kubernetes API the last
-  tick, else 503 with the reason (readiness: a not-ready agent holds and acts on nothing).
+* ``/readyz``: 200 when Prometheus answered the last collect, the Kubernetes API its last call
+  (a tick's reads, or leader election), and the configured registry model is loaded; else 503
+  with every reason (readiness: a not-ready agent holds and acts on nothing).
 * ``POST /approvals/<decision id>?expires=<unix>&signature=<hex>``: applies a decision waiting in
   ``recommend`` mode. The signature is HMAC-SHA256 over ``"<id>:<expires>"`` with the key in
   ``$AIOPS_APPROVAL_KEY`` (a Kubernetes Secret); expired, forged or unknown ids get 403/404.
@@ -21,11 +24,14 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+MODES = ("dry-run", "recommend", "auto")
 
 
 class AgentMetrics:
@@ -46,7 +52,22 @@ class AgentMetrics:
         self.actions_failed = Counter("aiops_actions_failed", "Actions the Kubernetes API refused or failed", registry=r)
         self.holds = Counter("aiops_holds", "Ticks that held: metrics or the API unavailable, or not the leader", registry=r)
         self.mode = Gauge("aiops_mode", "1 for each workload's current mode", ["workload", "mode"], registry=r)
+        self.retrains = Counter("aiops_retrains", "Retrains by trigger (scheduled, drift)", ["trigger"], registry=r)
+        self.backtest_mase = Gauge("aiops_backtest_mase", "MASE of the forecaster on the last retrain's holdout", ["workload"], registry=r)
+        self.findings = Counter("aiops_findings", "Anomaly findings by code", ["code"], registry=r)
         self.up.set(1)
+
+    def set_modes(self, modes: Mapping[str, str]) -> None:
+        """``aiops_mode{workload,mode}``: 1 for each workload's mode, 0 for the others."""
+        for workload, current in modes.items():
+            for mode in MODES:
+                self.mode.labels(workload, mode).set(1 if mode == current else 0)
+
+    def retrained(self, result: Mapping[str, Any]) -> None:
+        self.retrains.labels(result.get("reason", "scheduled").split(":")[0]).inc()
+        for workload, mase in (result.get("per_workload_mase") or {}).items():
+            if mase is not None and mase == mase:
+                self.backtest_mase.labels(workload).set(float(mase))
 
     def tick(self, report, ratio, names: Sequence[str]) -> None:
         if report.held:
@@ -154,6 +175,8 @@ class Endpoints:
             return 200, self.approve(ident)
         except KeyError as exc:
             return 404, {"error": str(exc.args[0]) if exc.args else "unknown decision"}
+        except Exception as exc:  # the API is down: nothing applied, try again later
+            return 503, {"error": f"not applied: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"}
 
     def start(self) -> "Endpoints":
         self.thread = threading.Thread(target=self.server.serve_forever, name="aiops-http", daemon=True)

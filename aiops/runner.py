@@ -2,8 +2,10 @@
 
 ``aiops run --config FILE`` validates the file, connects to Prometheus and the Kubernetes API,
 serves /metrics, /healthz, /readyz and /approvals, and schedules its jobs with apscheduler:
-collect (``agent.collect_interval_seconds``), decide and act (``agent.decide_interval_seconds``)
-and leader election. Jobs never overlap (``max_instances=1``, missed runs coalesce); a job that
+collect (``agent.collect_interval_seconds``), decide and act (``agent.decide_interval_seconds``),
+the anomaly scan (``agent.anomaly_interval_seconds``), backtest and retrain
+(``agent.retrain_interval_seconds``, and at once when the scan sees forecast drift), model reload
+(``agent.reload_interval_seconds``, with ``agent.model_name``) and leader election. Jobs never overlap (``max_instances=1``, missed runs coalesce); a job that
 raises is logged and counted (``aiops_job_failures_total``), never fatal. SIGTERM or SIGINT stops
 the scheduler after the running job, releases the Lease and exits 0.
 """
@@ -133,17 +135,32 @@ def _run(config_path, kubeconfig) -> None:
     agent = Agent(config, source, cluster, observer=metrics,
                   is_leader=(lambda: elector.is_leader) if elector is not None else (lambda: True))
     key = os.environ.get("AIOPS_APPROVAL_KEY", "").encode() or None
-    endpoints = Endpoints(metrics, lambda: (agent.ready, agent.metrics_error or "ok"), agent.approve, key,
-                          config.agent.listen_address, config.agent.port).start()
+    endpoints = Endpoints(metrics, agent.readiness, agent.approve, key, config.agent.listen_address, config.agent.port).start()
     scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
     scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id, event.exception), EVENT_JOB_ERROR)
     scheduler.add_job(metrics.timed("collect", agent.collect), "interval", seconds=config.agent.collect_interval_seconds,
                       id="collect", next_run_time=_now())
     scheduler.add_job(metrics.timed("decide", agent.decide_and_act), "interval", seconds=config.agent.decide_interval_seconds,
-                      id="decide")
+                      id="decide", next_run_time=_now(5))
+
+    def scan():
+        agent.scan()
+        if agent.retrain_requested and (elector is None or elector.is_leader):
+            scheduler.modify_job("retrain", next_run_time=_now())  # a drift trigger: retrain now, not tonight
+
+    def retrain():
+        if elector is None or elector.is_leader:  # one replica writes the registry
+            agent.retrain(agent.retrain_requested or "scheduled")
+
+    scheduler.add_job(metrics.timed("scan", scan), "interval", seconds=config.agent.anomaly_interval_seconds, id="scan")
+    scheduler.add_job(metrics.timed("retrain", retrain), "interval", seconds=config.agent.retrain_interval_seconds, id="retrain")
+    if config.agent.model_name:
+        scheduler.add_job(metrics.timed("reload", agent.reload_model), "interval", seconds=config.agent.reload_interval_seconds,
+                          id="reload", next_run_time=_now())
     if elector is not None:
         def elect():
             leader = elector.try_acquire_or_renew()
+            agent.note_api(not elector.api_error, f"leader election: {elector.api_error}")
             metrics.leader.set(1 if leader else 0)
         scheduler.add_job(metrics.timed("leader", elect), "interval", seconds=max(2.0, elector.lease_seconds / 3),
                           id="leader", next_run_time=_now())
@@ -163,7 +180,7 @@ def _run(config_path, kubeconfig) -> None:
     log.info("stopped")
 
 
-def _now():
-    from datetime import datetime, timezone
+def _now(after_seconds: float = 0.0):
+    from datetime import datetime, timedelta, timezone
 
-    return datetime.now(timezone.utc)
+    return datetime.now(timezone.utc) + timedelta(seconds=after_seconds)

@@ -40,6 +40,15 @@ class ForecastStream:
         """Steps of history a caller should pass (more is ignored)."""
         return int(self.history_days * DAY / step)
 
+    def refit_all(self) -> None:
+        """Fit every key again on its next forecast (a scheduled retrain, or a new model)."""
+        self._fits.clear()
+
+    def use_model(self, model: Forecaster) -> None:
+        """Forecast with ``model`` from now on (a newly promoted registry version): every key refits."""
+        self.model = model
+        self.refit_all()
+
     def fitted(self, key: str) -> Fitted | None:
         """The current fit for ``key`` (its calibration is the drift monitor's baseline)."""
         entry = self._fits.get(key)

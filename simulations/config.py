@@ -908,6 +908,18 @@ class AgentConfig(_Section):
     listen_address: str = Field(default="0.0.0.0", min_length=1, description="Address of /metrics, /healthz, /readyz and the approval endpoint.")
     port: int = Field(default=8080, ge=0, le=65535, description="Their port (0: any free port).")
     state_dir: str = Field(default="/var/lib/aiops", min_length=1, description="Decision log (decisions.jsonl) and model registry.")
+    model_name: str = Field(
+        default="",
+        description=(
+            "A forecaster registered by `aiops train` (the chart's training CronJob) to forecast with, "
+            "loaded from the model registry ($AIOPS_MODEL_REGISTRY, else STATE_DIR/models) and reloaded "
+            "when a new version is promoted. Empty: the agent fits policies.predictive.forecaster itself."
+        ),
+    )
+    approval_ttl_seconds: float = Field(
+        default=1800.0, ge=60, le=86_400,
+        description="How long a recommended decision waits for approval before it expires (a stale recommendation is never applied).",
+    )
     leader_election: bool = Field(default=True, description="Elect one acting replica with a coordination.k8s.io Lease.")
     lease_name: str = Field(default="aiops-agent", pattern=_DNS_LABEL, description="The Lease's name.")
     lease_namespace: str = Field(default="aiops-system", pattern=_DNS_LABEL, description="The Lease's namespace.")

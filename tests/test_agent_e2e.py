@@ -114,3 +114,61 @@ def test_a_restarted_agent_neither_loses_nor_repeats_a_decision(prom, api, tmp_p
     lines = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert [(x["id"], x["event"], x.get("outcome")) for x in lines if x["target"] == "chat"] == [
         (decision_id(d), "decided", None), (decision_id(d), "outcome", "applied")]
+
+
+# -- live: Prometheus scraping a trace-driven exporter --------------------------------------------
+
+LIVE_STEP = 10.0
+LIVE_OFFSET = 0.5  # the live exporter serves BASE + this, so the test can tell live samples from history
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """Yesterday's demand backfilled up to two minutes ago, then a live exporter scraped every second
+    serving the same trace (the ramp still minutes away) plus LIVE_OFFSET."""
+    from tests.prometheus_server import TraceExporter
+
+    root = tmp_path_factory.mktemp("live")
+    now = time.time()
+    ts = math.floor((now - 120) / LIVE_STEP) * LIVE_STEP - LIVE_STEP * np.arange(int(86_400 * 2.2 / LIVE_STEP))[::-1]
+    write_openmetrics(root / "h.om", [HistorySeries("live_rps", {"namespace": "serving", "pod": "chat-0"}, ts, demand(ts, now))])
+    backfill(root / "h.om", root / "data", max_block_duration="162h")
+    trace = lambda t: float(demand(np.array([t]), now)[0]) + LIVE_OFFSET  # noqa: E731
+    with TraceExporter({"live_rps": trace}, labels={"namespace": "serving", "pod": "chat-live"}) as exporter, \
+            PrometheusServer(root / "data", scrape_targets=[exporter.target], scrape_interval="1s", lookback_delta="30s") as server:
+        server.wait_for_scrape()
+        # The agent reads the grid point at or before now: wait for one past the first live scrape.
+        time.sleep(max(0.0, math.floor(time.time() / LIVE_STEP) * LIVE_STEP + LIVE_STEP + 1.5 - time.time()))
+        yield server
+
+
+def live_agent(server, api, tmp_path, mode: str) -> Agent:
+    config = config_from_mapping({
+        "prometheus": {"url": server.url, "retries": 0, "step_seconds": LIVE_STEP},
+        "agent": {"mode": mode, "history_days": 2.1},
+        "node_pools": [{"name": "gpu", "kubernetes": {"method": "none"}}],
+        "policies": {"predictive": {"forecaster": "seasonal-naive"}},
+        "workloads": [{"name": "chat", "capacity_rps": 4.0, "max_replicas": 40,
+                       "metrics": {"namespace": "serving", "queries": {"demand": 'sum(live_rps{namespace="serving"})'}}}],
+    })
+    cluster = KubeCluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=api.url)), timeout_seconds=5.0)
+    return Agent(config, PrometheusSource(config.prometheus), cluster, state_dir=tmp_path)  # the real clock
+
+
+@pytest.mark.parametrize("mode", ["auto", "dry-run"])
+def test_live_scrapes_drive_the_agent_ahead_of_the_ramp(live, api, tmp_path, mode) -> None:
+    agent = live_agent(live, api, tmp_path, mode)
+    agent.collect()
+    assert agent.observed[-1, 0] == BASE + LIVE_OFFSET  # the newest step is a live scrape, before the ramp
+    report = agent.decide_and_act()
+    assert agent.readiness() == (True, "ok")
+    (d,) = [d for d in report.decisions if d.kind == "replicas"]
+    # Observed load needs 3 replicas; yesterday's ramp is minutes away and the lead time covers it.
+    assert d.desired > 3 and "FORECAST_UP" in {r.code for r in d.reasons}, d.explain()
+    deployment = api.get("apps/v1", "deployments", "serving", "chat")
+    if mode == "auto":
+        assert len(scale_writes(api)) == 1 and deployment["spec"]["replicas"] == d.desired
+        assert report.outcomes[decision_id(d)]["outcome"] == "applied"
+    else:
+        assert scale_writes(api) == [] and deployment["spec"]["replicas"] == 3
+        assert [o for o in api.list("v1", "events", "serving") if o.get("reason") == "DryRun"]

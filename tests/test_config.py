@@ -332,6 +332,8 @@ agent:
   listen_address: 127.0.0.1
   port: 9095
   state_dir: /tmp/aiops
+  model_name: auto
+  approval_ttl_seconds: 900.0
   leader_election: false
   lease_name: aiops
   lease_namespace: ml-platform

@@ -58,7 +58,8 @@ def _kubeconfig(tmp_path: Path, url: str) -> Path:
 
 
 @requires_prometheus
-def test_run_serves_endpoints_logs_json_and_stops_cleanly_on_sigterm(tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["dry-run", "auto"])
+def test_run_serves_endpoints_logs_json_and_stops_cleanly_on_sigterm(tmp_path, mode) -> None:
     with TraceExporter({"live_demand": lambda t: 8.0}) as exporter, \
             PrometheusServer(tmp_path / "prom", scrape_targets=[exporter.target], scrape_interval="1s") as prom, \
             KubeAPI() as api:
@@ -68,7 +69,7 @@ def test_run_serves_endpoints_logs_json_and_stops_cleanly_on_sigterm(tmp_path) -
                           "template": {"metadata": {"labels": {"app": "chat"}}, "spec": {"containers": [{"name": "s", "image": "x"}]}}},
                  "status": {"replicas": 1, "readyReplicas": 1}})
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "aiops", "run", "--config", str(_config(tmp_path, prom.url, port)),
+        proc = subprocess.Popen([sys.executable, "-m", "aiops", "run", "--config", str(_config(tmp_path, prom.url, port, mode=mode, anomaly_interval_seconds=10)),
                                  "--kubeconfig", str(_kubeconfig(tmp_path, api.url))],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -81,11 +82,13 @@ def test_run_serves_endpoints_logs_json_and_stops_cleanly_on_sigterm(tmp_path) -
                 time.sleep(0.5)
             assert _get(base + "/healthz")[0] == 200
             deadline = time.time() + 60
-            while "aiops_job_seconds_count{job=\"decide\"}" not in _get(base + "/metrics")[1]:
-                assert time.time() < deadline, "no decide job ran"
+            while not all(f'aiops_job_seconds_count{{job="{job}"}}' in _get(base + "/metrics")[1] for job in ("decide", "scan")):
+                assert time.time() < deadline, "the decide and scan jobs did not both run"
                 time.sleep(0.5)
             metrics = _get(base + "/metrics")[1]
             assert "aiops_up 1.0" in metrics and 'aiops_decisions_total{reason=' in metrics
+            assert f'aiops_mode{{mode="{mode}",workload="chat"}} 1.0' in metrics
+            assert _get(base + "/readyz") == (200, '{"ready": true, "reason": "ok"}')
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
         finally:
@@ -96,11 +99,14 @@ def test_run_serves_endpoints_logs_json_and_stops_cleanly_on_sigterm(tmp_path) -
         assert logs and {"time", "level", "logger", "message"} <= set(logs[0])
         assert any("agent started" in entry["message"] for entry in logs)
         assert logs[-1]["message"] == "stopped"
-        # dry-run: an Event, never a scale write
-        assert not [r for r in api.writes() if "/scale" in r.path]
         journal = tmp_path / "state" / "decisions.jsonl"
         lines = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
-        assert all(line["mode"] == "dry-run" and not line.get("applied") for line in lines)
+        scales = [r for r in api.writes() if "/scale" in r.path]
+        if mode == "dry-run":  # an Event, never a scale write
+            assert not scales and all(line["mode"] == "dry-run" and not line.get("applied") for line in lines)
+        else:  # 8 rps on one replica: scaled up through the API, journalled as applied
+            assert scales and api.get("apps/v1", "deployments", "serving", "chat")["spec"]["replicas"] > 1
+            assert any(line["event"] == "outcome" and line["applied"] for line in lines)
 
 
 def test_check_config_says_what_the_agent_will_do(tmp_path) -> None:
