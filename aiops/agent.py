@@ -150,7 +150,7 @@ class Agent:
         self.metrics_ok = False
         self.metrics_error = "no metrics collected yet"
         self.pending: dict[str, Pending] = {}  # recommend mode: decision id -> decision awaiting approval
-        self.lock = threading.Lock()  # collect and decide run in scheduler threads
+        self.lock = threading.RLock()  # collect, decide, scan and /metrics run in their own threads
         self.api_ok, self.api_error = False, "the Kubernetes API has not answered yet"
         self.recovered = False  # the journal is reconciled on the first tick that reads the cluster
         self.registry = ModelRegistry(os.environ.get(ENV_ROOT) or self.state_dir / "models")
@@ -160,6 +160,7 @@ class Agent:
         self._drift_refits = 0  # the stream's drift refits already answered with a retrain
         self.last_retrain: dict[str, Any] = {}
         if observer is not None:
+            observer.watch_drift(self._drift_gauges)
             observer.set_modes({name: self.config.workload_for(name).kubernetes.mode or config.agent.mode for name in self.names})
 
     # -- collect -----------------------------------------------------------------------------------
@@ -237,8 +238,9 @@ class Agent:
         forecasts, ratio = None, None
         if self.policy == "predictive" and start is not None:
             t = len(observed)
-            found, ratio = step_forecasts(self.stream, self.names, observed, t, start, self.step,
-                                          self.stream.history_steps(self.step), self.horizon)
+            with self.lock:  # the stream and its drift monitor are read by /metrics and the scan
+                found, ratio = step_forecasts(self.stream, self.names, observed, t, start, self.step,
+                                              self.stream.history_steps(self.step), self.horizon)
             forecasts = found
             trend = None
             if getattr(self.policy_config, "follow_trend", False):  # as the replay computes it, from the same window
@@ -312,6 +314,10 @@ class Agent:
         self._journal(done)
         return done
 
+    def _drift_gauges(self) -> list[tuple[str, dict[str, str], float]]:
+        with self.lock:  # the decide job updates the monitor in another thread
+            return self.stream.drift.metrics() if self.stream.drift is not None else []
+
     def _expire_pending(self, now: float) -> None:
         ttl = self.config.agent.approval_ttl_seconds
         for p in [p for p in self.pending.values() if now - p.decided_at > ttl]:
@@ -330,13 +336,12 @@ class Agent:
         """
         now = self.clock()
         found: list[dict[str, Any]] = []
-        drift = self.stream.drift
-        if drift is not None:
-            for name in self.names:
-                status = drift.status(name, now)
+        with self.lock:
+            drift = self.stream.drift
+            statuses = [drift.status(name, now) for name in self.names] if drift is not None else []
+            for name, status in zip(self.names, statuses):
                 if status.drifting:
                     found.append({"code": "FORECAST_DRIFT", "workload": name, "ratio": status.ratio, "summary": status.reason})
-        with self.lock:
             refits = sum(self.stream.retrains.values())
             last = self.observed[-1] if len(self.observed) else np.full(len(self.names), np.nan)
         if refits > self._drift_refits:

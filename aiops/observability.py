@@ -2,7 +2,9 @@
 
 * ``/metrics``: Prometheus text from a private registry: ``aiops_up``, ``aiops_ready``,
   ``aiops_leader``, ``aiops_decisions_total{workload,reason}``,
-  ``aiops_forecast_error_ratio{workload}`` (live error over the backtest's), ``aiops_job_seconds``
+  the forecast drift monitor's ``aiops_forecast_error_ratio{workload,lead}`` (live error over the
+  backtest's), ``aiops_forecast_live_mae``, ``aiops_forecast_drifting`` and the others of
+  :meth:`forecasters.drift.DriftMonitor.metrics`, ``aiops_job_seconds``
   and ``aiops_job_failures_total{job}``, ``aiops_actions_total{kind,outcome}``,
   ``aiops_actions_failed_total``, ``aiops_holds_total``, ``aiops_mode{workload,mode}``,
   ``aiops_retrains_total{trigger}``, ``aiops_backtest_mase{workload}`` and
@@ -44,7 +46,6 @@ class AgentMetrics:
         self.ready = Gauge("aiops_ready", "1 when Prometheus and the Kubernetes API answered last time", registry=r)
         self.leader = Gauge("aiops_leader", "1 on the replica that acts", registry=r)
         self.decisions = Counter("aiops_decisions", "Decisions by workload and reason code", ["workload", "reason"], registry=r)
-        self.error_ratio = Gauge("aiops_forecast_error_ratio", "Live forecast error over its backtest baseline", ["workload"], registry=r)
         self.job_seconds = Histogram("aiops_job_seconds", "Duration of scheduled jobs", ["job"], registry=r,
                                      buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300))
         self.job_failures = Counter("aiops_job_failures", "Scheduled jobs that raised", ["job"], registry=r)
@@ -56,6 +57,30 @@ class AgentMetrics:
         self.backtest_mase = Gauge("aiops_backtest_mase", "MASE of the forecaster on the last retrain's holdout", ["workload"], registry=r)
         self.findings = Counter("aiops_findings", "Anomaly findings by code", ["code"], registry=r)
         self.up.set(1)
+
+    def watch_drift(self, gauges: Callable[[], list[tuple[str, dict[str, str], float]]]) -> None:
+        """Export the forecast drift monitor's gauges (:meth:`forecasters.drift.DriftMonitor.metrics`)
+        at each scrape: live MAE, baseline, error ratio, coverage, drifting, retrain pending."""
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import Collector
+
+        from forecasters.drift import _HELP
+
+        class DriftCollector(Collector):
+            def collect(self):
+                samples = gauges()
+                for name, help_text in _HELP.items():
+                    family = [(labels, value) for n, labels, value in samples if n == name]
+                    if family:
+                        g = GaugeMetricFamily(name, help_text, labels=list(family[0][0]))
+                        for labels, value in family:
+                            g.add_metric(list(labels.values()), value)
+                        yield g
+
+            def describe(self):
+                return []
+
+        self.registry.register(DriftCollector())
 
     def set_modes(self, modes: Mapping[str, str]) -> None:
         """``aiops_mode{workload,mode}``: 1 for each workload's mode, 0 for the others."""
@@ -84,10 +109,6 @@ class AgentMetrics:
             self.actions.labels(kind, result.split(":")[0]).inc()
             if result.startswith("failed"):
                 self.actions_failed.inc()
-        if ratio is not None:
-            for name, value in zip(names, ratio):
-                if value == value:  # not NaN
-                    self.error_ratio.labels(name).set(float(value))
 
     def timed(self, job: str, fn: Callable[[], Any]) -> Callable[[], Any]:
         """``fn`` wrapped to record its duration and count its failures (then re-raise)."""

@@ -215,6 +215,7 @@ def test_endpoints_serve_metrics_health_and_readiness(tmp_path) -> None:
         text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert "aiops_up 1.0" in text and 'aiops_decisions_total{reason="FORECAST_UP",workload="chat"}' in text
         assert 'aiops_actions_total{kind="replicas",outcome="applied"} 1.0' in text
+        assert 'aiops_forecast_drifting{lead="1",workload="chat"} 0.0' in text  # the drift monitor's gauges
         assert urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
         assert urllib.request.urlopen(base + "/readyz", timeout=5).status == 200
         ready["ok"] = False
