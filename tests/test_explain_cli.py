@@ -1,0 +1,28 @@
+"""``aiops explain``: an incident from the log, as text or JSON; unknown ids are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from aiops.cli import main
+from aiops.findings import Entity, Finding
+from aiops.incidents import IncidentLog, correlate
+
+T0 = 1_790_000_000.0
+
+
+def test_explain_prints_the_incident_from_the_state_directory(tmp_path) -> None:
+    f = Finding("gpu_faults", "XID_79", Entity(node="n1", gpu="3"), (T0, T0 + 60), "DCGM_FI_DEV_XID_ERRORS", 79.0, None, 5.0,
+                "critical", "XID 79 on node n1/GPU 3")
+    (inc,) = correlate([f])
+    IncidentLog(tmp_path / "incidents.jsonl").append(inc, "opened", T0)
+    runner = CliRunner()
+    text = runner.invoke(main, ["explain", inc.id[:6], "--state-dir", str(tmp_path)])
+    assert text.exit_code == 0 and f"Incident {inc.id}" in text.output and "fell off the bus" in text.output
+    as_json = runner.invoke(main, ["explain", inc.id, "--log", str(tmp_path / "incidents.jsonl"), "--json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.output)["fingerprint"] == inc.fingerprint
+    missing = runner.invoke(main, ["explain", "0000", "--state-dir", str(tmp_path)])
+    assert missing.exit_code == 2 and missing.output.strip().endswith("no incident '0000'")
+    assert len(missing.output.strip().splitlines()) == 1
