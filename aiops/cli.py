@@ -278,13 +278,14 @@ def _run_with_progress(run, trace, config, names, show: bool, console, record: b
 
 def _register_commands() -> None:
     from aiops.backtest_cmd import backtest
+    from aiops.detect_cmd import detect
     from aiops.gpu_exporter import gpu_exporter
     from aiops.incident_cmd import explain
     from aiops.models_cmd import models, train
     from aiops.prometheus_cmd import check_prometheus
     from aiops.runner import check_config, run
 
-    for command in (backtest, train, models, check_prometheus, check_config, run, gpu_exporter, explain):
+    for command in (backtest, train, models, check_prometheus, check_config, run, gpu_exporter, detect, explain):
         main.add_command(command)
 
 
