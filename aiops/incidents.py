@@ -226,13 +226,14 @@ def _memory(fs: list[Finding], ctx: Context) -> list[Candidate]:
 
 def _surge(fs: list[Finding], ctx: Context) -> list[Candidate]:
     demand = [f for f in fs if _is(f, DEMAND_WORDS) and f.code in ("ABOVE_FORECAST", "SEASONAL_RESIDUAL", "MULTIVARIATE_WINDOW",
-                                                                   "PEER_OUTLIER", "LATENCY_REGRESSION")
-              and (f.expected_band is None or f.observed > f.expected_band[1])]
+                                                                   "PEER_OUTLIER", "DEMAND_RISING")
+              and (f.expected_band is None or f.observed > f.expected_band[1] or f.code == "DEMAND_RISING")]
     out = []
     for workload in sorted({f.entity.workload for f in demand if f.entity.workload}):
         mine = [f for f in demand if f.entity.workload == workload]
         first = _first_mover(fs)
-        s = 0.8 + (0.1 if first is not None and first in mine else 0.0)
+        strong = any(f.code != "DEMAND_RISING" for f in mine)  # rising alone: below the surge threshold
+        s = (0.8 if strong else 0.6) + (0.1 if first is not None and first in mine else 0.0)
         peak = max(mine, key=lambda f: f.score)
         e = _ev(peak)
         change = f" ({e.change:+.0%} against its expected level)" if e.change is not None else ""
@@ -267,13 +268,16 @@ def _rollout(fs: list[Finding], ctx: Context) -> list[Candidate]:
 
 
 def _crash(fs: list[Finding], ctx: Context) -> list[Candidate]:
-    hits = [f for f in fs if f.code == "CRASH_LOOP"]
+    hits = [f for f in fs if f.code in ("CRASH_LOOP", "POD_RESTART")]
     out = []
     for workload in sorted({f.entity.workload or f.entity.pod for f in hits}):
         mine = [f for f in hits if (f.entity.workload or f.entity.pod) == workload]
         pods = sorted({f.entity.pod for f in mine if f.entity.pod})
+        loops = [f for f in mine if f.code == "CRASH_LOOP"]
+        # Several restarts of one pod, or several pods restarting at once, is a loop; one restart is a hint.
+        strength = 0.85 if len(loops) > 1 or (loops and len(pods) > 1) else 0.75 if loops else 0.6 if len(pods) > 1 else 0.4
         title = f"pods of {workload} are crash-looping" + (f" ({', '.join(pods[:3])}{'...' if len(pods) > 3 else ''})" if pods else "")
-        out.append(Candidate("CRASH_LOOP", title, 0.85 if len(mine) > 1 else 0.75,
+        out.append(Candidate("CRASH_LOOP", title, strength,
                              Entity(workload=mine[0].entity.workload, namespace=mine[0].entity.namespace) if mine[0].entity.workload
                              else mine[0].entity, tuple(_ev(f) for f in mine[:3])))
     return out
@@ -304,8 +308,10 @@ def _outlier(fs: list[Finding], ctx: Context) -> list[Candidate]:
     for f in fs:
         if f.code in ("PEER_OUTLIER", "MULTIVARIATE_OUTLIER") and f.entity.gpu and (f.entity.node, f.entity.gpu) not in faults \
                 and not _is(f, DEMAND_WORDS):
-            out.append(Candidate("DEGRADED_GPU", f"GPU {f.entity.gpu} on node {f.entity.node} behaves unlike its peers", 0.5,
-                                 _gpu_entity(f), (_ev(f),)))
+            # A GPU metric unlike its peers' is a GPU hint; a slow replica may be its GPU or its load.
+            strength = 0.5 if f.metric.startswith("DCGM_") else 0.35
+            out.append(Candidate("DEGRADED_GPU", f"GPU {f.entity.gpu} on node {f.entity.node} behaves unlike its peers "
+                                 f"({f.metric})", strength, _gpu_entity(f), (_ev(f),)))
     return out
 
 
@@ -542,3 +548,36 @@ def _iso(t: float) -> str:
 
 def _num(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+class IncidentTracker:
+    """Successive scans -> the incidents open now. Pure apart from its own state; ``now`` is given.
+
+    A scan reports what its detectors see in their lookback; the same anomaly is reported again
+    by the next scan with a longer window. The tracker keeps one finding per (code, entity, metric),
+    merging windows (earliest start, latest end) and keeping the strongest score, and forgets a
+    finding ``keep_seconds`` after it was last seen. :meth:`update` correlates what is kept.
+    """
+
+    def __init__(self, ctx: Context = Context(), keep_seconds: float = 1800.0, gap_seconds: float = 900.0) -> None:
+        self.ctx = ctx
+        self.keep_seconds = keep_seconds
+        self.gap_seconds = gap_seconds
+        self.active: dict[tuple[str, Entity, str], Finding] = {}
+        self.seen: dict[tuple[str, Entity, str], float] = {}
+
+    def update(self, findings: Sequence[Finding], now: float, ctx: Context | None = None) -> list[Incident]:
+        if ctx is not None:
+            self.ctx = ctx
+        for f in findings:
+            key = (f.code, f.entity, f.metric)
+            old = self.active.get(key)
+            if old is not None and f.window[0] - old.window[1] <= self.gap_seconds:
+                stronger = f if f.score >= old.score else old
+                f = replace(stronger, window=(min(old.window[0], f.window[0]), max(old.window[1], f.window[1])),
+                            severity=max(old.severity, f.severity, key=severity_rank))
+            self.active[key] = f
+            self.seen[key] = now
+        for key in [k for k, at in self.seen.items() if now - at > self.keep_seconds]:
+            del self.active[key], self.seen[key]
+        return correlate(list(self.active.values()), self.ctx, self.gap_seconds)

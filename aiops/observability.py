@@ -14,14 +14,17 @@
   (a tick's reads, or leader election), and the configured registry model is loaded; else 503
   with every reason (readiness: a not-ready agent holds and acts on nothing).
 * ``POST /approvals/<decision id>?expires=<unix>&signature=<hex>``: applies a decision waiting in
-  ``recommend`` mode. The signature is HMAC-SHA256 over ``"<id>:<expires>"`` with the key in
+  ``recommend`` mode (a GET of the same link shows a page with a confirming POST button). The signature is HMAC-SHA256 over ``"<id>:<expires>"`` with the key in
   ``$AIOPS_APPROVAL_KEY`` (a Kubernetes Secret); expired, forged or unknown ids get 403/404.
+* ``POST /slack/interactions``: Slack's interactive buttons (Approve, 👍/👎), verified with
+  ``$AIOPS_SLACK_SIGNING_SECRET`` (:func:`aiops.notify.approvals.handle_slack_interaction`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import threading
 import time
@@ -134,13 +137,23 @@ def approval_link(base_url: str, key: bytes, decision_id: str, ttl_seconds: floa
     return f"{base_url.rstrip('/')}/approvals/{decision_id}?expires={expires}&signature={sign(key, decision_id, expires)}"
 
 
+def _confirm_page(ident: str, path_and_query: str) -> str:
+    safe = html.escape(ident)
+    return (f"<!doctype html><html><head><title>Approve {safe}</title></head><body>"
+            f"<h1>Approve decision {safe}?</h1><p>This applies the recommended action once.</p>"
+            f'<form method="post" action="{html.escape(path_and_query, quote=True)}"><button type="submit">Approve</button></form>'
+            "</body></html>")
+
+
 class Endpoints:
     """The HTTP server: started with :meth:`start`, stopped with :meth:`stop`."""
 
     def __init__(self, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]],
                  approve: Callable[[str], dict] | None = None, approval_key: bytes | None = None,
-                 address: str = "0.0.0.0", port: int = 8080, clock: Callable[[], float] = time.time) -> None:
+                 address: str = "0.0.0.0", port: int = 8080, clock: Callable[[], float] = time.time,
+                 slack: Callable[[dict[str, str], bytes], tuple[int, dict]] | None = None) -> None:
         self.metrics, self.ready, self.approve, self.key, self.clock = metrics, ready, approve, approval_key, clock
+        self.slack = slack  # POST /slack/interactions: aiops.notify.approvals.handle_slack_interaction, bound
         endpoints = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -165,11 +178,21 @@ class Endpoints:
                     ok, why = endpoints.ready()
                     endpoints.metrics.ready.set(1 if ok else 0)
                     self._send(200 if ok else 503, json.dumps({"ready": ok, "reason": why}))
+                elif path.startswith("/approvals/"):
+                    # A link button opens this in a browser: confirm with a POST form. A GET never
+                    # approves (chat link previews and mail scanners fetch URLs by themselves).
+                    self._send(200, _confirm_page(path[len("/approvals/"):], self.path), "text/html; charset=utf-8")
                 else:
                     self._send(404, '{"error": "not found"}')
 
             def do_POST(self) -> None:
                 url = urlparse(self.path)
+                if url.path == "/slack/interactions" and endpoints.slack is not None:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(min(length, 1 << 20))
+                    status, answer = endpoints.slack({k: v for k, v in self.headers.items()}, body)
+                    self._send(status, json.dumps({k: v for k, v in answer.items() if k != "result"}, default=str))
+                    return
                 if not url.path.startswith("/approvals/"):
                     self._send(404, '{"error": "not found"}')
                     return
