@@ -36,6 +36,7 @@ Examples:
   aiops simulate
   aiops simulate --trace demand.csv --scale-to 256 --json out/result.json --plot out/run.png
   aiops simulate --config cluster.yaml --policies reactive,predictive
+  aiops simulate --inject xid79 --incidents-dir out/incidents
 """
 
 
@@ -163,8 +164,16 @@ def _write(option: str, path: str, write) -> None:
 @click.option("--scale-to", "scale_to", type=click.FloatRange(min=0, min_open=True, max=1e7), default=None, metavar="GPUS",
               help="Rescale the trace so that its peak needs this many GPUs at the workloads' SLO capacity.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
+@click.option("--inject", "inject", multiple=True, metavar="FAULT",
+              type=click.Choice(["traffic_surge", "memory_leak", "xid79", "thermal_throttle", "rollout_regression", "crash_loop",
+                                 "metrics_missing"]),
+              help="Instead of scaling: inject this fault (repeatable) into a simulated GPU cluster's telemetry, run the "
+                   "agent's anomaly scan on it, and show the incidents, the Slack message and the webhook payload.")
+@click.option("--incidents-dir", "incidents_dir", metavar="DIR",
+              help="With --inject: write the incident log (for `aiops explain`), the Slack messages and webhook payloads here.")
 @_input_errors
-def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_path, seed, scale_to, progress) -> None:
+def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_path, seed, scale_to, progress, inject,
+             incidents_dir) -> None:
     from rich.console import Console
 
     from simulations.config import load_config
@@ -176,6 +185,13 @@ def simulate(trace_path, config_path, policies, json_path, decisions_path, plot_
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=140)
     errors = Console(stderr=True)
+    if inject:
+        from aiops.incident_cmd import run_injection
+
+        run_injection(tuple(inject), 0 if seed is None else seed, incidents_dir, console)
+        return
+    if incidents_dir:
+        raise InputError("--incidents-dir", "only goes with --inject")
     names = _policies(policies)
     json_path = _output_path("--json", json_path)
     plot_path = _output_path("--plot", plot_path, PLOT_FORMATS)

@@ -188,7 +188,7 @@ def _xid(fs: list[Finding], ctx: Context) -> list[Candidate]:
         title = (f"GPU {f.entity.gpu} on node {f.entity.node} fell off the bus (XID 79)" if info.code == 79
                  else f"{_where(f)}: XID {info.code}, {info.meaning}")
         out.append(Candidate(code, title, strength, _gpu_entity(f) if info.action != "restart_pod" else f.entity,
-                             (_ev(f, f"XID {info.code}: {info.meaning}. {info.advice}"),)))
+                             (_ev(f, f"XID {info.code}: {info.meaning}; {info.advice}"),)))
     return out
 
 
@@ -369,7 +369,8 @@ def _ranked(findings: Sequence[Finding], ctx: Context) -> list[tuple[Cause, Enti
         strength = c.strength * weight[key]
         confidence = strength * (0.6 + 0.4 * strength / total) * penalty
         evidence = c.evidence
-        if first is not None and any(e.metric == first.metric and e.at == first.window[0] for e in evidence):
+        if first is not None and len({f.metric for f in fs}) > 1 and any(e.metric == first.metric and e.at == first.window[0]
+                                                                           for e in evidence):
             evidence = (Evidence(first.metric, f"{first.metric} moved first, at {_hm(first.window[0])}", at=first.window[0]),) + evidence
         causes.append((Cause(c.code, c.title, round(min(confidence, 0.99), 3), evidence), c.entity))
     causes.sort(key=lambda pair: (-pair[0].confidence, pair[0].code, pair[1]))
