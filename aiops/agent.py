@@ -158,6 +158,7 @@ class Agent:
         self.model_error = f"model {config.agent.model_name!r} not loaded yet" if config.agent.model_name else ""
         self.retrain_requested = ""  # why the scan asked for a retrain now ("" when it did not)
         self._drift_refits = 0  # the stream's drift refits already answered with a retrain
+        self._journalled: set[str] | None = None  # ids in decisions.jsonl, read on first use
         self.last_retrain: dict[str, Any] = {}
         if observer is not None:
             observer.watch_drift(self._drift_gauges)
@@ -317,6 +318,31 @@ class Agent:
     def _drift_gauges(self) -> list[tuple[str, dict[str, str], float]]:
         with self.lock:  # the decide job updates the monitor in another thread
             return self.stream.drift.metrics() if self.stream.drift is not None else []
+
+    def offer(self, p: Pending, mode: str = "recommend") -> dict[str, Any]:
+        """A scaling action from elsewhere (an incident's ``scale_up``), journalled like a decision:
+        applied now in ``auto``, else it waits for approval like a recommended decision."""
+        target = self.targets[p.target]
+        entry = {"id": p.id, "decided_at": p.decided_at, "policy": "incident", "target": p.target, "kind": "replicas",
+                 "desired": p.desired, "mode": mode, "reasons": ["INCIDENT"], "explain": p.explain}
+        self._journal({**entry, "event": "decided"})
+        if mode == "auto":
+            result = self.cluster.scale(target, p.desired, p.id)
+            self.cluster.record(target, p.id, "ScaledForIncident" if result.applied else "ScaleFailed", p.explain,
+                                "Normal" if result.applied else "Warning")
+            done = {**entry, "applied": result.applied, "outcome": "applied" if result.applied else f"failed: {result.error}"}
+        else:
+            self.pending[p.id] = p
+            self.cluster.record(target, p.id, "Recommended", p.explain)
+            done = {**entry, "applied": False, "outcome": "awaiting approval"}
+        self._journal({**done, "event": "outcome"})
+        return done
+
+    def was_journalled(self, ident: str) -> bool:
+        """Whether a decision with this id was ever journalled (so an incident's action is offered once)."""
+        if self._journalled is None:
+            self._journalled = {e["id"] for e in self._read_journal()}
+        return ident in self._journalled
 
     def _expire_pending(self, now: float) -> None:
         ttl = self.config.agent.approval_ttl_seconds
@@ -515,6 +541,8 @@ class Agent:
         """Append one line to decisions.jsonl (flushed and fsynced: a kill loses nothing written)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(entry, sort_keys=True, default=str)
+        if self._journalled is not None:
+            self._journalled.add(str(entry.get("id")))
         with open(self.state_dir / "decisions.jsonl", "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()

@@ -135,7 +135,23 @@ def _run(config_path, kubeconfig) -> None:
     agent = Agent(config, source, cluster, observer=metrics,
                   is_leader=(lambda: elector.is_leader) if elector is not None else (lambda: True))
     key = os.environ.get("AIOPS_APPROVAL_KEY", "").encode() or None
-    endpoints = Endpoints(metrics, agent.readiness, agent.approve, key, config.agent.listen_address, config.agent.port).start()
+    watcher, slack = None, None
+    if config.anomalies.enabled:
+        from aiops.agent_scan import AnomalyWatcher
+        from aiops.notify.approvals import approval_links
+        from aiops.notify.senders import secret_from_env, senders_from_env
+
+        senders = senders_from_env()
+        if key and config.anomalies.public_url:  # signed approval links in messages
+            for sender in senders:
+                if hasattr(sender, "approve_urls"):
+                    sender.approve_urls = approval_links(config.anomalies.public_url, key, config.agent.approval_ttl_seconds)
+        watcher = AnomalyWatcher(agent, source, senders, approval_key=key)
+        signing = secret_from_env("AIOPS_SLACK_SIGNING_SECRET")
+        slack = watcher.slack_handler(signing) if signing else None
+        log.info("anomaly scan on; notifying %s", ", ".join(s.name for s in senders) or "the log only (no sender configured)")
+    endpoints = Endpoints(metrics, agent.readiness, agent.approve, key, config.agent.listen_address, config.agent.port,
+                          slack=slack).start()
     scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
     scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id, event.exception), EVENT_JOB_ERROR)
     scheduler.add_job(metrics.timed("collect", agent.collect), "interval", seconds=config.agent.collect_interval_seconds,
@@ -145,6 +161,8 @@ def _run(config_path, kubeconfig) -> None:
 
     def scan():
         agent.scan()
+        if watcher is not None and (elector is None or elector.is_leader):  # one replica notifies
+            watcher.run()
         if agent.retrain_requested and (elector is None or elector.is_leader):
             scheduler.modify_job("retrain", next_run_time=_now())  # a drift trigger: retrain now, not tonight
 

@@ -925,6 +925,35 @@ class AgentConfig(_Section):
     lease_namespace: str = Field(default="aiops-system", pattern=_DNS_LABEL, description="The Lease's namespace.")
 
 
+ActionMode = Literal["recommend", "auto"]
+
+
+class AnomalyConfig(_Section):
+    """Key ``anomalies``: the agent's anomaly scan, incidents and notifications (``aiops run``)."""
+
+    enabled: bool = Field(default=True, description="Run the anomaly scan job (every agent.anomaly_interval_seconds).")
+    gpu_metrics: bool = Field(default=True, description="Read the DCGM exporter's per-GPU metrics (XID, throttling, memory, clocks).")
+    stale_after_seconds: float = Field(
+        default=180.0, ge=30, le=3600, description="A series with no sample for this long is stale (a dead exporter looks like calm data)."
+    )
+    action_modes: dict[Literal["scale_up", "cordon_drain", "restart_pod", "reset_gpu", "rollback", "investigate"], ActionMode] = Field(
+        default={},
+        description=(
+            "Per suggested action kind, recommend (default: a human approves) or auto. The agent itself only "
+            "applies scale_up (through the workload's actuator); the others are always for humans to carry out."
+        ),
+    )
+    max_auto_pods: int = Field(default=4, ge=0, description="Blast radius: an automatic action touching more pods is only recommended.")
+    approvers: list[str] = Field(default=[], description="Slack user ids allowed to approve (empty: anyone in the channel).")
+    public_url: str = Field(
+        default="", description="The agent's URL as humans reach it, for signed approval links (empty: Slack buttons only)."
+    )
+    group_wait_seconds: float = Field(default=30.0, ge=0, le=600, description="New incidents on one workload or node within this are one message.")
+    resolve_after_seconds: float = Field(default=600.0, ge=60, description="An incident not seen for this long is resolved.")
+    renotify_after_seconds: float = Field(default=14_400.0, ge=600, description="An unchanged open incident is repeated after this.")
+    rate_limit: int = Field(default=20, ge=1, le=1000, description="Messages per channel per 10 minutes; the rest are summarised.")
+
+
 class SimConfig(_Section):
     """The whole configuration file."""
 
@@ -958,6 +987,7 @@ class SimConfig(_Section):
         default=PrometheusConfig(), description="The Prometheus-compatible server the agent reads metrics from."
     )
     agent: AgentConfig = Field(default=AgentConfig(), description="The in-cluster agent's loop, modes and endpoints.")
+    anomalies: AnomalyConfig = Field(default=AnomalyConfig(), description="The agent's anomaly scan, incidents and notifications.")
 
     @field_validator("node_pools")
     @classmethod

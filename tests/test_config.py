@@ -337,6 +337,18 @@ agent:
   leader_election: false
   lease_name: aiops
   lease_namespace: ml-platform
+anomalies:
+  enabled: true
+  gpu_metrics: false
+  stale_after_seconds: 240.0
+  action_modes: {scale_up: auto, cordon_drain: recommend}
+  max_auto_pods: 2
+  approvers: [U012ABCDEF]
+  public_url: https://aiops.example.com
+  group_wait_seconds: 45.0
+  resolve_after_seconds: 900.0
+  renotify_after_seconds: 7200.0
+  rate_limit: 10
 """
 
 
