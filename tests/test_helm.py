@@ -35,7 +35,8 @@ KUBE_VERSION = "1.35"  # a recent release that kubernetes-validate ships strict 
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 SECRETS = {
-    "slack": {"existingSecret": "aiops-slack", "webhookSecretKey": "webhook-hmac"},
+    "slack": {"existingSecret": "aiops-slack"},
+    "webhook": {"existingSecret": "aiops-webhook"},
     "prometheus": {"existingSecret": "aiops-prometheus"},
     "approval": {"existingSecret": "aiops-approval"},
 }
@@ -331,17 +332,20 @@ def test_secrets_reach_the_agent_only_through_secret_key_refs() -> None:
     docs = render(EVERYTHING_ON)
     env = env_of(pod_spec(one(docs, "Deployment"))["containers"][0])
     expected = {
-        "SLACK_BOT_TOKEN": ("aiops-slack", "bot-token"),
-        "SLACK_WEBHOOK_URL": ("aiops-slack", "webhook-url"),
-        "AIOPS_WEBHOOK_SECRET": ("aiops-slack", "webhook-hmac"),
-        "PROMETHEUS_TOKEN": ("aiops-prometheus", "token"),
-        "AIOPS_APPROVAL_KEY": ("aiops-approval", "approval-key"),
+        "AIOPS_SLACK_BOT_TOKEN": ("aiops-slack", "bot-token", True),
+        "AIOPS_SLACK_WEBHOOK_URL": ("aiops-slack", "webhook-url", True),
+        "AIOPS_SLACK_SIGNING_SECRET": ("aiops-slack", "signing-secret", True),
+        "AIOPS_WEBHOOK_URL": ("aiops-webhook", "url", False),
+        "AIOPS_WEBHOOK_SECRET": ("aiops-webhook", "secret", False),
+        "PROMETHEUS_TOKEN": ("aiops-prometheus", "token", False),
+        "AIOPS_APPROVAL_KEY": ("aiops-approval", "approval-key", False),
     }
-    for name, (secret, key) in expected.items():
-        assert env[name] == {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+    for name, (secret, key, optional) in expected.items():
+        ref = {"name": secret, "key": key, **({"optional": True} if optional else {})}
+        assert env[name] == {"name": name, "valueFrom": {"secretKeyRef": ref}}
     train_env = env_of(pod_spec(one(docs, "CronJob"))["containers"][0])
     assert train_env["PROMETHEUS_TOKEN"] == env["PROMETHEUS_TOKEN"]
-    assert "SLACK_BOT_TOKEN" not in train_env  # the training job gets only what it uses
+    assert "AIOPS_SLACK_BOT_TOKEN" not in train_env  # the training job gets only what it uses
     assert only(docs, "Secret") == []
     # Without referenced Secrets there are no such variables at all.
     default_env = env_of(pod_spec(one(render(), "Deployment"))["containers"][0])

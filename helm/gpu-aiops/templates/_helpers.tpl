@@ -85,15 +85,36 @@ app.kubernetes.io/part-of: gpu-aiops
 {{- define "gpu-aiops.secretEnv" -}}
 {{- $slack := .Values.secrets.slack }}
 {{- if $slack.existingSecret }}
-{{- range $var, $key := dict "SLACK_BOT_TOKEN" $slack.botTokenKey "SLACK_WEBHOOK_URL" $slack.webhookUrlKey "AIOPS_WEBHOOK_SECRET" $slack.webhookSecretKey }}
+{{- range $var, $key := dict "AIOPS_SLACK_BOT_TOKEN" $slack.botTokenKey "AIOPS_SLACK_WEBHOOK_URL" $slack.webhookUrlKey "AIOPS_SLACK_SIGNING_SECRET" $slack.signingSecretKey }}
 {{- if $key }}
 - name: {{ $var }}
   valueFrom:
     secretKeyRef:
       name: {{ $slack.existingSecret }}
       key: {{ $key }}
+      optional: true
 {{- end }}
 {{- end }}
+{{- end }}
+{{- $hook := .Values.secrets.webhook }}
+{{- if $hook.existingSecret }}
+{{- range $var, $key := dict "AIOPS_WEBHOOK_URL" $hook.urlKey "AIOPS_WEBHOOK_SECRET" $hook.secretKey }}
+{{- if $key }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $hook.existingSecret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.notifications.slackChannel }}
+- name: AIOPS_SLACK_CHANNEL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.notifications.alertmanagerUrl }}
+- name: AIOPS_ALERTMANAGER_URL
+  value: {{ . | quote }}
 {{- end }}
 {{- include "gpu-aiops.prometheusTokenEnv" . }}
 {{- with .Values.secrets.approval }}
