@@ -53,18 +53,8 @@ from typing import Any, Callable, Iterator
 import click
 
 # NVML's clock throttle ("clock event" since driver 535) reason bits, as in nvml.h and pynvml's
-# ``nvmlClocksThrottleReason*`` constants. Defined here so a stand-in module needs none of them.
-THROTTLE_REASONS: tuple[tuple[str, int], ...] = (
-    ("gpu_idle", 0x1),
-    ("applications_clocks_setting", 0x2),
-    ("sw_power_cap", 0x4),
-    ("hw_slowdown", 0x8),
-    ("sync_boost", 0x10),
-    ("sw_thermal_slowdown", 0x20),
-    ("hw_thermal_slowdown", 0x40),
-    ("hw_power_brake_slowdown", 0x80),
-    ("display_clock_setting", 0x100),
-)
+# ``nvmlClocksThrottleReason*`` constants: one table for the exporter and the detectors.
+from aiops.xid import THROTTLE_REASONS  # noqa: E402
 
 NVML_TEMPERATURE_GPU = 0  # pynvml.NVML_TEMPERATURE_GPU
 
