@@ -38,6 +38,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -159,6 +160,7 @@ class Agent:
         self.retrain_requested = ""  # why the scan asked for a retrain now ("" when it did not)
         self._drift_refits = 0  # the stream's drift refits already answered with a retrain
         self._journalled: set[str] | None = None  # ids in decisions.jsonl, read on first use
+        self.recent_actions: deque[dict[str, Any]] = deque(maxlen=200)  # applied scalings: evidence for incidents
         self.last_retrain: dict[str, Any] = {}
         if observer is not None:
             observer.watch_drift(self._drift_gauges)
@@ -543,6 +545,10 @@ class Agent:
         line = json.dumps(entry, sort_keys=True, default=str)
         if self._journalled is not None:
             self._journalled.add(str(entry.get("id")))
+        if entry.get("applied") and entry.get("kind", "replicas") == "replicas":
+            action = {k: entry.get(k) for k in ("target", "decided_at", "current", "desired", "outcome", "policy")}
+            action["decided_at"] = action["decided_at"] or self.clock()  # an approval: when it was applied
+            self.recent_actions.append(action)
         with open(self.state_dir / "decisions.jsonl", "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()

@@ -79,10 +79,12 @@ class AnomalyWatcher:
         self.tracker = IncidentTracker(self._context())
         self.unavailable: list[str] = []
         self.workload_of = {t.object_name: name for name, t in agent.targets.items()}
+        if agent.observer is not None:
+            agent.observer.watch_counters(lambda: self.notifier.counters(), "Notifier messages and incident fates (aiops.notify)")
 
     def _context(self, unavailable: Sequence[str] = ()) -> Context:
         return Context(action_modes=dict(self.config.action_modes), limits=BlastLimits(max_pods=self.config.max_auto_pods),
-                       unavailable=tuple(unavailable))
+                       unavailable=tuple(unavailable), decisions=tuple(self.agent.recent_actions))
 
     # -- pull --------------------------------------------------------------------------------------
 

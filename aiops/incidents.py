@@ -155,6 +155,11 @@ def _is(f: Finding, words: Iterable[str]) -> bool:
 
 
 def _ev(f: Finding, message: str | None = None) -> Evidence:
+    """The finding as evidence; its baseline is the detector's own (e.g. yesterday's level), else
+    the edge of the expected band it crossed."""
+    own = next((e for e in f.evidence if e.baseline is not None and e.value is not None), None)
+    if own is not None and math.isfinite(own.baseline):
+        return Evidence(metric=f.metric, message=message or f.summary, value=own.value, baseline=own.baseline, at=f.window[0])
     baseline = None
     if f.expected_band is not None:
         lo, hi = f.expected_band
@@ -455,6 +460,15 @@ def explain(findings: Sequence[Finding], ctx: Context = Context()) -> Incident:
         if f.code in ("STALE_METRICS", "METRICS_MISSING") and (top is None or top.code != "METRICS_MISSING"):
             unavailable.append(f"{f.metric} for {f.entity.label()} (missing since {_hm(f.window[0])})")
     actions = suggest_actions(ranked, ctx)
+    if causes:  # what the autoscaler did meanwhile is evidence too (a scale-up that did not help, or none at all)
+        start, end = min(f.window[0] for f in fs), max(f.window[1] for f in fs)
+        workloads = {f.entity.workload for f in fs if f.entity.workload} | ({entity.workload} if entity.workload else set())
+        scaled = [d for d in ctx.decisions if d.get("target") in workloads and start - 1800 <= float(d.get("decided_at", 0)) <= end]
+        if scaled:
+            extra = tuple(Evidence("scaling", f"the agent scaled {d['target']} {d.get('current', '?')} -> {d.get('desired', '?')} at "
+                                   f"{_hm(float(d['decided_at']))} ({d.get('outcome', 'applied')})", at=float(d["decided_at"]))
+                          for d in scaled[-3:])
+            causes[0] = replace(causes[0], evidence=causes[0].evidence + extra)
     severity = max((f.severity for f in fs), key=severity_rank)
     title = top.title if top is not None else fs[0].summary
     return Incident(id=fp[:12], fingerprint=fp, title=title, entity=entity,

@@ -85,6 +85,28 @@ class AgentMetrics:
 
         self.registry.register(DriftCollector())
 
+    def watch_counters(self, counters: Callable[[], list[tuple[str, dict[str, str], float]]], help_text: str) -> None:
+        """Export counters kept elsewhere (the notifier's ``aiops_notify_*_total``) at each scrape."""
+        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.registry import Collector
+
+        class CounterCollector(Collector):
+            def collect(self):
+                by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
+                for name, labels, value in counters():
+                    by_name.setdefault(name, []).append((labels, value))
+                for name, samples in sorted(by_name.items()):
+                    keys = sorted({k for labels, _ in samples for k in labels})
+                    family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=keys)
+                    for labels, value in samples:
+                        family.add_metric([labels.get(k, "") for k in keys], value)
+                    yield family
+
+            def describe(self):
+                return []
+
+        self.registry.register(CounterCollector())
+
     def set_modes(self, modes: Mapping[str, str]) -> None:
         """``aiops_mode{workload,mode}``: 1 for each workload's mode, 0 for the others."""
         for workload, current in modes.items():

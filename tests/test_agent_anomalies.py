@@ -153,3 +153,19 @@ def test_an_automatic_scale_up_is_applied_at_once_and_journalled(tmp_path) -> No
     lines = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert [(x["event"], x["policy"], x.get("outcome")) for x in lines] == [("decided", "incident", None),
                                                                              ("outcome", "incident", "applied")]
+
+
+def test_findings_and_notifier_counters_are_on_the_agents_metrics(tmp_path) -> None:
+    from prometheus_client import generate_latest
+
+    from aiops.observability import AgentMetrics
+
+    observer = AgentMetrics()
+    cfg = config("http://prom:9090", gpu_metrics=False)
+    agent = Agent(cfg, CurveMetrics({"chat": surge}), RecordingCluster({"chat": 3}), state_dir=tmp_path, clock=Clock(T_NOW),
+                  observer=observer)
+    agent.collect()
+    AnomalyWatcher(agent, NoTelemetry(), []).run()
+    text = generate_latest(observer.registry).decode()
+    assert 'aiops_findings_total{code="ABOVE_FORECAST"} 1.0' in text
+    assert "aiops_notify_detections_total" in text

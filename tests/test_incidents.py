@@ -150,3 +150,12 @@ def test_correlate_keeps_every_finding_once_and_ignores_input_order(fs, rnd) -> 
     for inc in incidents:
         assert inc.causes and 0 < inc.confidence < 1 and inc.window[0] <= inc.window[1]
         assert list(inc.causes) == sorted(inc.causes, key=lambda c: -c.confidence)
+
+
+def test_what_the_autoscaler_did_meanwhile_is_evidence() -> None:
+    fs = [finding("ABOVE_FORECAST", CHAT, T0, metric="demand_rps", observed=250.0, band=(80.0, 100.0), score=5.0)]
+    ctx = Context(decisions=({"target": "chat", "decided_at": T0 + 60, "current": 3, "desired": 6, "outcome": "applied"},
+                             {"target": "code", "decided_at": T0 + 60, "current": 1, "desired": 2, "outcome": "applied"}))
+    (inc,) = correlate(fs, ctx)
+    scaling = [e.message for e in inc.probable_cause.evidence if e.metric == "scaling"]
+    assert len(scaling) == 1 and scaling[0].startswith("the agent scaled chat 3 -> 6 at ")
