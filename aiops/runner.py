@@ -30,8 +30,14 @@ STATE_DIR/decisions.jsonl, exported on /metrics and posted as a Kubernetes Event
 and nothing is applied. Promote a workload with its kubernetes.mode (recommend: applied after a
 signed approval; auto: applied within the guardrails), or everything with agent.mode.
 
+The anomaly scan (anomalies.enabled) explains incidents and sends them to Slack
+($AIOPS_SLACK_BOT_TOKEN + $AIOPS_SLACK_CHANNEL, or $AIOPS_SLACK_WEBHOOK_URL), a signed JSON
+webhook ($AIOPS_WEBHOOK_URL, $AIOPS_WEBHOOK_SECRET) and Alertmanager ($AIOPS_ALERTMANAGER_URL);
+incidents are logged to STATE_DIR/incidents.jsonl (aiops explain ID).
+
 \b
-Endpoints (agent.port, 8080): /metrics, /healthz, /readyz, POST /approvals/<id>.
+Endpoints (agent.port, 8080): /metrics, /healthz, /readyz, POST /approvals/<id>,
+POST /slack/interactions (with $AIOPS_SLACK_SIGNING_SECRET).
 Logs: one JSON object per line on stderr.
 
 \b
