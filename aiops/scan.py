@@ -55,10 +55,6 @@ class ScanSettings:
     surge_steps: int = 3
 
 
-def _series(key: str, start: float, step: float, values: np.ndarray) -> Series:
-    return Series(key, start, step, values)
-
-
 def _tail(values: np.ndarray, start: float, step: float, now: float, seconds: float) -> tuple[np.ndarray, float]:
     """The samples in ``(now - seconds, now]`` and the time of the first."""
     end = int(math.floor((now - start) / step + 1e-9)) + 1  # samples at or before now
@@ -171,7 +167,7 @@ def scan(series: Mapping[str, Mapping[Entity, np.ndarray]], start: float, step: 
         if values is None:
             return None
         tail, first = _tail(np.asarray(values, dtype=float), start, step, now, seconds)
-        return _series(metric, first, step, tail) if tail.shape[0] else None
+        return Series(metric, first, step, tail) if tail.shape[0] else None
 
     # -- per GPU ----------------------------------------------------------------------------------
     gpus: dict[Entity, dict[str, Series]] = defaultdict(dict)

@@ -64,6 +64,7 @@ def prom(tmp_path_factory):
         yield server
 
 
+@requires_prometheus
 def test_an_xid79_from_prometheus_reaches_the_webhook_signed_once_and_is_logged(prom, tmp_path) -> None:
     receiver = Receiver()
     try:
