@@ -483,7 +483,7 @@ class Agent:
         register it, promote it only when it beats the current version on the same holdout, and
         reload. Without: score the in-process forecaster on the holdout and refit every workload.
         """
-        from aiops.models_cmd import _build, _console, _promote_if_better, holdout_evaluation, score
+        from aiops.models_cmd import build_model, console_for, holdout_evaluation, promote_if_better, score
 
         with self.lock:
             observed, start = self.observed.copy(), self.start
@@ -504,12 +504,12 @@ class Agent:
         else:
             current = self.registry.current(name)
             kind = current.model if current is not None else self.config.policies.predictive.forecaster
-            model, device = _build(kind, "auto")
+            model, device = build_model(kind, "auto")
             model.train(evaluation.training())
             scores = score(model, evaluation)
             entry = self.registry.register(name, model, evaluation.training(), scores, device=device,
                                            notes=f"retrained by the agent: {reason}")
-            verdict = _promote_if_better(self.registry, name, entry.version, evaluation, "auto", False, _console(stderr=True))
+            verdict = promote_if_better(self.registry, name, entry.version, evaluation, "auto", False, console_for(stderr=True))
             self.reload_model()
             self.last_retrain = {"reason": reason, "model": kind, "version": entry.version, "mase": scores["mase"],
                                  "per_workload_mase": scores["per_series_mase"], "verdict": verdict}

@@ -116,7 +116,7 @@ def _open_registry(directory: str, create: bool = False) -> "ModelRegistry":
     return ModelRegistry(path)
 
 
-def _console(stderr: bool = False):
+def console_for(stderr: bool = False):
     from rich.console import Console
 
     console = Console(stderr=stderr)
@@ -216,7 +216,7 @@ def train(trace_path, prometheus_url, days, config_path, model_name, workloads, 
     registry = _open_registry(registry_dir, create=True)
     horizon_s = parse_duration(horizon, "--horizon")
     holdout_s = None if holdout is None else parse_duration(holdout, "--holdout")
-    out, err = _console(), _console(stderr=True)
+    out, err = console_for(), console_for(stderr=True)
     show = err.is_terminal if progress is None else progress
     if (trace_path is None) == (prometheus_url is None):
         raise InputError("aiops train", "give either --trace FILE or --prometheus URL (with --days)")
@@ -229,7 +229,7 @@ def train(trace_path, prometheus_url, days, config_path, model_name, workloads, 
         trace_path = trace.source
     evaluation = _evaluation(trace, horizon_s, holdout_s)
 
-    model, device_text = _build(model_name, device)
+    model, device_text = build_model(model_name, device)
     _say(err, f"device: {device_text}")
     training = evaluation.training()
     _say(out, f"training {model_name} on {len(training)} series of {trace.source}, holding out the last "
@@ -242,7 +242,7 @@ def train(trace_path, prometheus_url, days, config_path, model_name, workloads, 
     if not promote:
         _say(out, f"not promoted (--no-promote); to promote: aiops models promote {name} {entry.version}")
         return
-    _say(out, _promote_if_better(registry, name, entry.version, evaluation, device, show, err))
+    _say(out, promote_if_better(registry, name, entry.version, evaluation, device, show, err))
 
 
 def _load(trace_path: str, workloads: tuple[str, ...], resample_s: float | None = None) -> "Trace":
@@ -280,7 +280,7 @@ def holdout_evaluation(series: list["Series"], horizon: int, n_origins: int) -> 
     return Evaluation(tuple(series), n - holdout, horizon, n_origins)
 
 
-def _build(model_name: str, device: str) -> tuple["Forecaster", str]:
+def build_model(model_name: str, device: str) -> tuple["Forecaster", str]:
     """The model (with the backtest's quantile levels, and ``device`` for models that take one)
     and the device in words."""
     from forecasters import build, model_class
@@ -334,7 +334,7 @@ def _score_with_progress(model: "Forecaster", evaluation: Evaluation, label: str
             raise InputError(where, str(exc)) from None
 
 
-def _promote_if_better(registry: "ModelRegistry", name: str, version: str, evaluation: Evaluation, device: str,
+def promote_if_better(registry: "ModelRegistry", name: str, version: str, evaluation: Evaluation, device: str,
                        show: bool, console) -> str:
     """Promote ``version`` when it beats the current version re-scored on ``evaluation``: the verdict."""
     from forecasters.registry import PromotionRefused, RegistryError
@@ -386,7 +386,7 @@ def list_models(registry_dir, only) -> None:
 
     registry = _open_registry(registry_dir)
     names = [only] if only else registry.names()
-    console = _console()
+    console = console_for()
     rows = [(n, v, registry.promotions(n)) for n in names for v in registry.versions(n)]
     if not rows:
         where = f"for {only!r} " if only else ""
