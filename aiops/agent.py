@@ -163,7 +163,9 @@ class Agent:
         self.recent_actions: deque[dict[str, Any]] = deque(maxlen=200)  # applied scalings: evidence for incidents
         self.last_retrain: dict[str, Any] = {}
         if observer is not None:
-            observer.watch_drift(self._drift_gauges)
+            from forecasters.drift import _HELP as DRIFT_HELP
+
+            observer.watch(self._drift_gauges, DRIFT_HELP)
             observer.set_modes({name: self.config.workload_for(name).kubernetes.mode or config.agent.mode for name in self.names})
 
     # -- collect -----------------------------------------------------------------------------------

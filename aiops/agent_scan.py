@@ -80,7 +80,7 @@ class AnomalyWatcher:
         self.unavailable: list[str] = []
         self.workload_of = {t.object_name: name for name, t in agent.targets.items()}
         if agent.observer is not None:
-            agent.observer.watch_counters(lambda: self.notifier.counters(), "Notifier messages and incident fates (aiops.notify)")
+            agent.observer.watch(lambda: self.notifier.counters(), "Notifier messages and incident fates (aiops.notify)", counter=True)
 
     def _context(self, unavailable: Sequence[str] = ()) -> Context:
         return Context(action_modes=dict(self.config.action_modes), limits=BlastLimits(max_pods=self.config.max_auto_pods),
@@ -98,15 +98,19 @@ class AnomalyWatcher:
         """Telemetry over the last 90 minutes (demand: the agent's history) on the agent's step grid."""
         step = self.agent.step
         end = math.floor(now / step) * step
-        start = end - LOOKBACK
-        n = int(round((end - start) / step)) + 1
+        start = end - LOOKBACK  # what is queried
+        with self.agent.lock:  # demand: the agent's own history, which reaches back a day and more
+            observed, hist_start = self.agent.observed.copy(), self.agent.start
+        has_history = hist_start is not None and len(observed) > 0
+        grid = min(start, hist_start) if has_history else start  # one grid for every metric
+        n = int(round((end - grid) / step)) + 1
         series: dict[str, dict[Entity, np.ndarray]] = {}
         self.unavailable = []
 
-        def put(metric: str, e: Entity, s) -> None:
+        def put(metric: str, e: Entity, first: float, src) -> None:
             values = np.full(n, np.nan)
-            k0 = int(round((s.start - start) / step))
-            src = np.asarray(s.values, dtype=float)
+            k0 = int(round((first - grid) / step))
+            src = np.asarray(src, dtype=float)
             lo, hi = max(0, k0), min(n, k0 + len(src))
             if hi > lo:
                 values[lo:hi] = src[lo - k0:hi - k0]
@@ -127,40 +131,23 @@ class AnomalyWatcher:
                     e = Entity(node=labels.get("Hostname") or labels.get("node") or labels.get("instance", ""),
                                gpu=labels.get("gpu", ""), pod=pod, workload=self._workload(pod) if pod else "",
                                namespace=(labels.get("namespace", "") or labels.get("exported_namespace", "")) if pod else "")
-                    put(field, e, r.series)
+                    put(field, e, r.series.start, r.series.values)
         for name, target in self.agent.targets.items():
             w = self.agent.config.workload_for(name)
             entity = Entity(workload=name, namespace=target.namespace)
             latency = workload_queries(name, w.metrics, self.agent.config.prometheus.rate_window).get("latency_p95")
             if latency is not None:
                 for r in query(f"latency of {name}", latency.promql):
-                    put(LATENCY, entity, r.series)
+                    put(LATENCY, entity, r.series.start, r.series.values)
             restarts = (f'sum by (pod, namespace) (kube_pod_container_status_restarts_total'
                         f'{{namespace="{target.namespace}",pod=~"{target.object_name}-.*"}})')
             for r in query(f"restarts of {name}", restarts):
                 pod = r.labels.get("pod", "")
-                put(RESTARTS, Entity(pod=pod, workload=name, namespace=target.namespace), r.series)
-        # Demand: the agent's own history, which reaches back a day and more.
-        with self.agent.lock:
-            observed, hist_start = self.agent.observed.copy(), self.agent.start
-        if hist_start is not None and len(observed):
-            first = hist_start
-            demand_start = min(start, first)
-            m = int(round((end - demand_start) / step)) + 1
+                put(RESTARTS, Entity(pod=pod, workload=name, namespace=target.namespace), r.series.start, r.series.values)
+        if has_history:
             for i, name in enumerate(self.agent.names):
-                values = np.full(m, np.nan)
-                k0 = int(round((first - demand_start) / step))
-                take = min(len(observed), m - k0)
-                values[k0:k0 + take] = observed[:take, i]
-                series.setdefault(DEMAND, {})[Entity(workload=name, namespace=self.agent.targets[name].namespace)] = values
-            # Every metric must share one grid: left-pad the 90-minute ones to the demand's start.
-            pad = int(round((start - demand_start) / step))
-            for metric, by_entity in series.items():
-                if metric != DEMAND and pad > 0:
-                    for e in by_entity:
-                        by_entity[e] = np.concatenate([np.full(pad, np.nan), by_entity[e]])
-            start = demand_start
-        return series, start, step
+                put(DEMAND, Entity(workload=name, namespace=self.agent.targets[name].namespace), hist_start, observed[:, i])
+        return series, grid, step
 
     # -- run ---------------------------------------------------------------------------------------
 

@@ -61,51 +61,32 @@ class AgentMetrics:
         self.findings = Counter("aiops_findings", "Anomaly findings by code", ["code"], registry=r)
         self.up.set(1)
 
-    def watch_drift(self, gauges: Callable[[], list[tuple[str, dict[str, str], float]]]) -> None:
-        """Export the forecast drift monitor's gauges (:meth:`forecasters.drift.DriftMonitor.metrics`)
-        at each scrape: live MAE, baseline, error ratio, coverage, drifting, retrain pending."""
-        from prometheus_client.core import GaugeMetricFamily
+    def watch(self, samples: Callable[[], list[tuple[str, dict[str, str], float]]], help_text: Mapping[str, str] | str,
+              counter: bool = False) -> None:
+        """Export ``(name, labels, value)`` samples kept elsewhere, read at each scrape: the forecast
+        drift monitor's gauges (:meth:`forecasters.drift.DriftMonitor.metrics`), the notifier's
+        ``aiops_notify_*_total`` counters. ``help_text``: one text, or one per metric name."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         from prometheus_client.registry import Collector
 
-        from forecasters.drift import _HELP
-
-        class DriftCollector(Collector):
-            def collect(self):
-                samples = gauges()
-                for name, help_text in _HELP.items():
-                    family = [(labels, value) for n, labels, value in samples if n == name]
-                    if family:
-                        g = GaugeMetricFamily(name, help_text, labels=list(family[0][0]))
-                        for labels, value in family:
-                            g.add_metric(list(labels.values()), value)
-                        yield g
-
-            def describe(self):
-                return []
-
-        self.registry.register(DriftCollector())
-
-    def watch_counters(self, counters: Callable[[], list[tuple[str, dict[str, str], float]]], help_text: str) -> None:
-        """Export counters kept elsewhere (the notifier's ``aiops_notify_*_total``) at each scrape."""
-        from prometheus_client.core import CounterMetricFamily
-        from prometheus_client.registry import Collector
-
-        class CounterCollector(Collector):
+        class Samples(Collector):
             def collect(self):
                 by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
-                for name, labels, value in counters():
+                for name, labels, value in samples():
                     by_name.setdefault(name, []).append((labels, value))
-                for name, samples in sorted(by_name.items()):
-                    keys = sorted({k for labels, _ in samples for k in labels})
-                    family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=keys)
-                    for labels, value in samples:
+                for name, rows in sorted(by_name.items()):
+                    keys = sorted({k for labels, _ in rows for k in labels})
+                    text = help_text if isinstance(help_text, str) else help_text.get(name, name)
+                    family = (CounterMetricFamily(name.removesuffix("_total"), text, labels=keys) if counter
+                              else GaugeMetricFamily(name, text, labels=keys))
+                    for labels, value in rows:
                         family.add_metric([labels.get(k, "") for k in keys], value)
                     yield family
 
             def describe(self):
                 return []
 
-        self.registry.register(CounterCollector())
+        self.registry.register(Samples())
 
     def set_modes(self, modes: Mapping[str, str]) -> None:
         """``aiops_mode{workload,mode}``: 1 for each workload's mode, 0 for the others."""
